@@ -1,0 +1,31 @@
+"""The report module: read an experiment back from storage, rank its trials, render markdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reports.rank import Row, pareto_front, rank, to_rows
+from reports.records import ExperimentRecord, TrialRecord, read_experiment
+from reports.render import render
+
+REPORT_FILE = "report.md"
+
+__all__ = [
+    "ExperimentRecord",
+    "Row",
+    "TrialRecord",
+    "pareto_front",
+    "rank",
+    "read_experiment",
+    "render",
+    "to_rows",
+    "write_report",
+]
+
+
+def write_report(experiment_dir: str | Path) -> Path:
+    """Rebuild ``<experiment>/report.md`` from what storage holds; returns its path."""
+    record = read_experiment(experiment_dir)
+    path = Path(experiment_dir, REPORT_FILE)
+    path.write_text(render(record), encoding="utf-8")
+    return path

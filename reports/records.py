@@ -1,0 +1,148 @@
+"""Trial records: what a finished (or interrupted) experiment left in storage, read back.
+
+Reading is the only hand-off between a search and its report: nothing here depends on the
+process that ran the search, so a report can be rebuilt later, on another machine.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+EXPERIMENT_FILE = "experiment.json"
+STAGE_FILE = "stage.json"
+TEST_SCORES_FILE = "test_scores.json"
+
+
+@dataclass
+class TrialRecord:
+    """One trial as stored: its searched hyperparameters and its per-epoch validation metrics."""
+
+    trial_id: str
+    stage: str
+    params: dict[str, Any]
+    """The searched hyperparameters' values (fixed ones are in the experiment config)."""
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    """One dict of validation metrics per reported epoch, in order."""
+    planned_epochs: int = 0
+    status: str = "running"
+    """``finished``, ``stopped`` (early, by the scheduler), ``failed``, or ``running``."""
+    error: str | None = None
+    retries: int = 0
+    """Times the trial failed and was restarted from its last checkpoint."""
+    path: str = ""
+    """The trial's folder in storage."""
+
+    def best(self, metric: str, mode: str) -> dict[str, Any] | None:
+        """The epoch with the best ``metric`` (earliest on ties), or ``None`` without epochs."""
+        scored = [e for e in self.epochs if e.get(metric) is not None]
+        if not scored:
+            return None
+        sign = 1 if mode == "max" else -1
+        return max(scored, key=lambda e: (sign * e[metric], -e["epoch"]))
+
+    def checkpoint(self, metric: str, mode: str) -> str | None:
+        """Folder of the best epoch's checkpoint, if storage still holds it."""
+        best = self.best(metric, mode)
+        name = best.get("checkpoint_dir_name") if best else None
+        if not name or not Path(self.path, name).is_dir():
+            return None
+        return str(Path(self.path, name))
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _read_results(path: Path) -> list[dict[str, Any]]:
+    """Ray's ``result.json``: one JSON object per report; a torn last line (crash) is skipped."""
+    rows = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def read_trial(trial_dir: Path, stage: dict[str, Any]) -> TrialRecord:
+    """One trial folder of a Ray Tune experiment -> TrialRecord."""
+    params_file = trial_dir / "params.json"
+    params = _read_json(params_file) if params_file.is_file() else {}
+    searched = {k: params.get(k) for k in stage.get("searched", [])}
+    by_epoch: dict[int, dict[str, Any]] = {}
+    for row in _read_results(trial_dir / "result.json"):
+        if "epoch" in row:
+            # A trial restored after a failure may report an epoch twice: keep the latest.
+            by_epoch[int(row["epoch"])] = row
+    epochs = [by_epoch[e] for e in sorted(by_epoch)]
+    planned = int(params.get("num_epochs") or stage.get("num_epochs") or 0)
+    error_file = trial_dir / "error.txt"
+    error = error_file.read_text(encoding="utf-8").strip() if error_file.is_file() else None
+    retries = error.count("Failure # ") if error else 0
+    if epochs and epochs[-1]["epoch"] >= planned:
+        status = "finished"
+    elif error is not None:
+        status = "failed"
+    elif stage.get("status") == "done":
+        status = "stopped"
+    else:
+        status = "running"
+    trial_id = epochs[-1].get("trial_id") if epochs else trial_dir.name.rsplit("_", 1)[-1]
+    return TrialRecord(
+        trial_id=str(trial_id),
+        stage=stage.get("stage", trial_dir.parent.name),
+        params=searched,
+        epochs=epochs,
+        planned_epochs=planned,
+        status=status,
+        error=error.splitlines()[-1] if error else None,
+        retries=max(0, retries - 1) if status == "finished" else retries,
+        path=str(trial_dir),
+    )
+
+
+@dataclass
+class ExperimentRecord:
+    """Everything stored for one experiment."""
+
+    path: str
+    meta: dict[str, Any]
+    """``experiment.json``: resolved config, command line, versions, data fingerprint, machine."""
+    stages: list[dict[str, Any]]
+    """Each stage's ``stage.json``, in the order the stages ran."""
+    trials: list[TrialRecord]
+    test_scores: list[dict[str, Any]]
+    """The top configurations' scores on the test split(s) (``test_scores.json``)."""
+
+
+def read_experiment(path: str | Path) -> ExperimentRecord:
+    """Read an experiment folder (``<storage>/<name>``) written by ``run_search.py``.
+
+    Raises:
+        FileNotFoundError: the folder holds no experiment (message says what was expected).
+    """
+    root = Path(path)
+    meta_file = root / EXPERIMENT_FILE
+    if not meta_file.is_file():
+        raise FileNotFoundError(
+            f"{root} is not an experiment folder: {EXPERIMENT_FILE} is missing "
+            "(expected <storage>/<name> as written by run_search.py)."
+        )
+    meta = _read_json(meta_file)
+    stages, trials = [], []
+    for stage_file in sorted(root.glob(f"*/{STAGE_FILE}")):
+        stage = _read_json(stage_file)
+        stages.append(stage)
+        trial_dirs = sorted(
+            d for d in stage_file.parent.iterdir() if d.is_dir() and (d / "params.json").is_file()
+        )
+        trials.extend(read_trial(d, stage) for d in trial_dirs)
+    order = meta.get("stages") or []
+    stages.sort(key=lambda s: order.index(s["stage"]) if s["stage"] in order else len(order))
+    scores_file = root / TEST_SCORES_FILE
+    test_scores = _read_json(scores_file) if scores_file.is_file() else []
+    return ExperimentRecord(str(root), meta, stages, trials, test_scores)

@@ -1,0 +1,278 @@
+"""Command line: run a tuning method on Ray Tune and write a ranked report.
+
+    python run_search.py --method optuna                      # klue/roberta-base on KLUE-STS (Hub, GPUs)
+    python run_search.py --method optuna --profile cpu        # e5-small-ko on KorSTS, offline CPU profile
+    python run_search.py --method optuna --smoke-test         # a test-size model, seconds
+    python run_search.py report runs/<name>                   # rebuild a report from storage
+
+Precedence: dataclass defaults < search-space YAML (--space / --profile) < flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent
+SPACES = REPO / "search_spaces"
+PRESETS = ("korsts", "klue-sts")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    from tuning.methods import METHODS
+
+    p = argparse.ArgumentParser(
+        prog="run_search.py",
+        description="Hyperparameter search for Korean STS fine-tuning on Ray Tune.",
+        epilog="Subcommand: `run_search.py report <storage>/<name>` rebuilds a report from storage.",
+    )
+    p.add_argument(
+        "--method", default="optuna", help=f"tuning method, one of {sorted(METHODS)} (default: optuna)"
+    )
+    p.add_argument(
+        "--space", help="search-space YAML file (default: search_spaces/[<profile>/]<method>.yaml)"
+    )
+    p.add_argument("--profile", help="a folder of search_spaces/ to take <method>.yaml from, e.g. `cpu`")
+    p.add_argument(
+        "--data", help=f"a preset ({', '.join(PRESETS)}) or a training file (KLUE JSON, KorSTS TSV, CSV)"
+    )
+    p.add_argument("--model", help="Hub id or local Hugging Face folder of the pretrained encoder")
+    p.add_argument("--num-samples", type=int, help="trials to sample")
+    p.add_argument("--storage", default="runs", help="root folder of results (default: ./runs)")
+    p.add_argument("--name", help="experiment folder under --storage (default: <space name>-<timestamp>)")
+    p.add_argument("--seed", type=int, help="seed of trials and of the searcher")
+    p.add_argument("--cpus-per-trial", type=float, help="CPU cores per trial (its torch threads)")
+    p.add_argument(
+        "--gpus-per-trial", type=float, help="GPUs per trial; fractions (0.5) pack trials on one GPU"
+    )
+    p.add_argument("--max-concurrent-trials", type=int, help="cap on trials running at once")
+    p.add_argument("--top-k", type=int, help="best configurations scored on the test split(s) (default 3)")
+    p.add_argument(
+        "--address", help="an existing Ray cluster (`auto`, `ray://host:10001`); default: start Ray here"
+    )
+    p.add_argument(
+        "--smoke-test", action="store_true", help="test-size model built in code, a few pairs, 2 trials"
+    )
+    return p.parse_args(argv)
+
+
+def space_file(args: argparse.Namespace) -> Path:
+    """The search-space file the flags name."""
+    if args.space:
+        return Path(args.space)
+    folder = SPACES / args.profile if args.profile else SPACES
+    return folder / f"{args.method}.yaml"
+
+
+def build_experiment(args: argparse.Namespace) -> Any:
+    """Defaults < YAML < flags, validated once."""
+    from tuning.config import ConfigError, load_experiment, validate
+    from tuning.methods import METHODS
+
+    if args.method not in METHODS:
+        raise ConfigError(f"--method must be one of {sorted(METHODS)}. Got: {args.method!r}.")
+    path = space_file(args)
+    if args.profile and not path.is_file():
+        profiles = sorted(d.name for d in SPACES.iterdir() if d.is_dir())
+        raise ConfigError(f"no {path.name} in profile {args.profile!r} ({path}); profiles: {profiles}.")
+    exp = load_experiment(path)
+    exp.method = args.method
+    if args.data:
+        if args.data in PRESETS:
+            exp.data.source = args.data
+        else:
+            exp.data.source, exp.data.train = "files", args.data
+            exp.data.validation = exp.data.test = None
+            exp.data.extra_test = {}
+    if args.model:
+        exp.model.name_or_path = args.model
+    if args.seed is not None:
+        exp.training.seed = exp.search.seed = args.seed
+    for flag, section, name in (
+        ("num_samples", exp.search, "num_samples"),
+        ("cpus_per_trial", exp.search, "cpus_per_trial"),
+        ("gpus_per_trial", exp.search, "gpus_per_trial"),
+        ("max_concurrent_trials", exp.search, "max_concurrent_trials"),
+        ("top_k", exp.search, "top_k"),
+    ):
+        if getattr(args, flag) is not None:
+            setattr(section, name, getattr(args, flag))
+    if args.smoke_test:
+        smoke(exp)
+    exp.storage = str(Path(args.storage).resolve())
+    exp.name = args.name or f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    validate(exp)
+    if Path(exp.experiment_dir).exists():
+        raise ConfigError(
+            f"{exp.experiment_dir} already exists; pass another --name (results are never overwritten)."
+        )
+    return exp
+
+
+def smoke(exp: Any) -> None:
+    """A test-size run: tiny model built in code, 64 training pairs, 2 trials of 2 epochs."""
+    exp.model.name_or_path = "builtin:tiny"
+    exp.model.num_hidden_layers = None
+    exp.model.max_length = 64
+    exp.data.train_size, exp.data.validation_size = 64, 32
+    exp.training.num_epochs = 2
+    exp.training.batch_size = 16
+    exp.training.logging_steps = 2
+    exp.search.num_samples = 2
+    exp.space = {
+        k: v for k, v in exp.space.items() if k not in ("num_epochs", "num_hidden_layers", "name_or_path")
+    }
+    exp.name = f"smoke-{exp.name}"
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages a result depends on."""
+    out = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "ray", "optuna", "datasets", "accelerate"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "missing"
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode:
+        return None
+    return out.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+
+
+def machine() -> str:
+    import torch
+
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, " + (
+        f"GPUs: {', '.join(gpus)}" if gpus else "no GPU"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import ray
+
+    from reports import write_report
+    from reports.rank import rank, to_rows
+    from reports.records import read_experiment
+    from tuning.data import fingerprint, load_splits
+    from tuning.methods import fixed_config, get_method, write_json
+    from tuning.metrics import MODES
+    from tuning.winners import export_best, score_top, write_scores
+
+    started = time.time()
+    exp = build_experiment(args)
+    exp_dir = Path(exp.experiment_dir)
+    print(f"[run_search] experiment {exp.name}: method {exp.method}, space {exp.source_file}", flush=True)
+    splits = load_splits(exp.data)
+    sizes = {name: len(split) for name, split in splits.items()}
+    print(f"[run_search] data {exp.data.source}: {sizes}", flush=True)
+    exp_dir.mkdir(parents=True)
+    meta: dict[str, Any] = {
+        "config": exp.to_dict(),
+        "command": " ".join(["python", *sys.argv]),
+        "git_commit": git_commit(),
+        "versions": versions(),
+        "data_fingerprint": fingerprint(splits),
+        "data_sizes": sizes,
+        "machine": machine(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "tensorboard_dir": fixed_config(exp)["tensorboard_dir"],
+        "stages": [],
+    }
+    write_json(exp_dir / "experiment.json", meta)
+    print(f"[run_search] resolved config saved to {exp_dir / 'experiment.json'}", flush=True)
+
+    ray.init(address=args.address, include_dashboard=False, log_to_driver=True)
+    meta["ray_resources"] = {
+        k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU", "memory")
+    }
+    try:
+        get_method(exp.method)(exp, splits)
+    finally:
+        meta["stages"] = [d.name for d in _stage_dirs(exp_dir)]
+        meta["wall_time_s"] = time.time() - started
+        write_json(exp_dir / "experiment.json", meta)
+        ray.shutdown()
+
+    # Winners: best k on the test split(s), the best exported.
+    record = read_experiment(exp_dir)
+    metric, mode = exp.search.metric, MODES[exp.search.metric]
+    ranked = rank(to_rows(record.trials, metric, mode), metric, mode)
+    print(
+        f"[run_search] scoring the top {exp.search.top_k} on {[s for s in sizes if s not in ('train', 'validation')]}",
+        flush=True,
+    )
+    scores = score_top(ranked, record.trials, splits, metric, mode, exp.search.top_k)
+    write_scores(scores, exp_dir)
+    if scores:
+        meta["best_model"] = str(export_best(scores[0], exp_dir))
+    meta["wall_time_s"] = time.time() - started
+    write_json(exp_dir / "experiment.json", meta)
+    report = write_report(exp_dir)
+    print(f"[run_search] report: {report}", flush=True)
+    if scores:
+        w = scores[0]
+        print(
+            f"[run_search] best {w['stage']}/{w['trial_id']}: validation pearson {w['validation'].get('pearson', float('nan')):.4f} "
+            f"f1 {w['validation'].get('f1', float('nan')):.4f}; params {w['params']}",
+            flush=True,
+        )
+    return 0
+
+
+def _stage_dirs(exp_dir: Path) -> list[Path]:
+    return sorted(p.parent for p in exp_dir.glob("*/stage.json"))
+
+
+def report_command(argv: list[str]) -> int:
+    from reports import write_report
+
+    p = argparse.ArgumentParser(prog="run_search.py report", description="Rebuild report.md from storage.")
+    p.add_argument("experiment", help="an experiment folder, <storage>/<name>")
+    args = p.parse_args(argv)
+    print(write_report(args.experiment))
+    return 0
+
+
+COMMANDS = {"report": report_command}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    from tuning.config import ConfigError
+    from tuning.data import DataError
+    from tuning.model import ModelError
+
+    try:
+        if argv and argv[0] in COMMANDS:
+            return COMMANDS[argv[0]](argv[1:])
+        return run(parse_args(argv))
+    except (ConfigError, DataError, ModelError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: results so far stay in storage.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

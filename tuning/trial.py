@@ -1,0 +1,304 @@
+"""One trial: fine-tune a model with the HF Trainer and report validation metrics every epoch.
+
+``train_trial(config)`` is the function Ray Tune runs; it depends on Tune only through
+``report`` and ``get_checkpoint``. :func:`run_training` is the same run without Tune (benchmarks,
+seed repeats, tests), taking a plain ``report(metrics, checkpoint_dir)`` callable.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from datasets import DatasetDict
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers.utils import logging as hf_logging
+
+from tuning.config import DataConfig, ModelConfig, TrainingConfig, field_names
+from tuning.losses import make_loss
+from tuning.metrics import compute_all
+from tuning.model import PairCollator, STSModel, build_model, encode, load_tokenizer
+from tuning.schedules import make_schedule
+
+# Validation metrics every epoch's report carries (``loss`` is the validation loss).
+REPORTED = ("pearson", "f1", "spearman", "mse", "loss")
+Report = Callable[[dict[str, Any], "str | None"], None]
+
+
+@dataclass
+class TrialSettings:
+    """A trial's resolved settings, built from the flat dict Ray Tune hands the trial."""
+
+    data: DataConfig
+    model: ModelConfig
+    training: TrainingConfig
+    threads: int = 1
+    tensorboard_dir: str | None = None
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any]) -> TrialSettings:
+        """``config``: ``data`` and ``model`` sections as dicts, every training field and any
+        searched model field at the top level (searched values override the sections)."""
+        model = dict(config.get("model") or {})
+        model.update({k: config[k] for k in field_names(ModelConfig) if k in config})
+        training = {k: config[k] for k in field_names(TrainingConfig) if k in config}
+        return cls(
+            data=DataConfig(**(config.get("data") or {})),
+            model=ModelConfig(**model),
+            training=TrainingConfig(**training),
+            threads=max(1, int(config.get("cpus_per_trial", 1))),
+            tensorboard_dir=config.get("tensorboard_dir"),
+        )
+
+
+def target_transform(settings: TrialSettings, train_labels: np.ndarray) -> tuple[float, float]:
+    """(scale, shift) with ``score = raw * scale + shift``.
+
+    ``bi`` scores are 5 x cosine. A ``cross`` regression head is trained on standardized labels
+    (train mean/std) unless ``standardize_targets`` is off.
+    """
+    if settings.model.architecture == "bi":
+        return 5.0, 0.0
+    if settings.training.standardize_targets:
+        return float(np.std(train_labels)) or 1.0, float(np.mean(train_labels))
+    return 1.0, 0.0
+
+
+class STSTrainer(Trainer):
+    """The HF Trainer with this project's losses, multi-task term and LR schedules."""
+
+    def __init__(self, *args: Any, training: TrainingConfig, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.training = training
+        params = {"alpha": training.alpha} if training.loss == "corr_mae" else {}
+        self.score_loss = make_loss(training.loss, **params)
+        self.binary_loss = make_loss("bce")
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:
+        out = model(**inputs)
+        sts: STSModel = self.accelerator.unwrap_model(model)
+        target = (inputs["labels"] - sts.target_shift) / sts.target_scale
+        loss = self.score_loss(out["raw"], target)
+        if "binary_logits" in out:
+            loss = loss + self.training.mtl_lambda * self.binary_loss(
+                out["binary_logits"], inputs["binary_labels"]
+            )
+        return (loss, {"scores": out["scores"]}) if return_outputs else loss
+
+    def create_scheduler(
+        self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None
+    ) -> Any:
+        if self.lr_scheduler is None:
+            epochs = max(1, int(self.args.num_train_epochs))
+            self.lr_scheduler = make_schedule(
+                self.training.lr_schedule,
+                optimizer or self.optimizer,
+                num_warmup_steps=self.args.get_warmup_steps(num_training_steps),
+                num_training_steps=num_training_steps,
+                steps_per_epoch=max(1, math.ceil(num_training_steps / epochs)),
+                step_epochs=self.training.step_epochs,
+                step_gamma=self.training.step_gamma,
+            )
+            self._created_lr_scheduler = True
+        return self.lr_scheduler
+
+
+def compute_metrics(eval_pred: Any) -> dict[str, float]:
+    """Trainer hook: KLUE metrics of 0-5 predictions against gold labels."""
+    labels = eval_pred.label_ids[0] if isinstance(eval_pred.label_ids, tuple) else eval_pred.label_ids
+    return compute_all(np.asarray(eval_pred.predictions).reshape(-1), np.asarray(labels).reshape(-1))
+
+
+class EpochReporter(TrainerCallback):
+    """After each epoch's evaluation and checkpoint: report metrics and the checkpoint folder."""
+
+    def __init__(self, report: Report, model: STSModel, started: float) -> None:
+        self.report = report
+        self.model = model
+        self.started = started
+        self.metrics: dict[str, Any] = {}
+        self.train_loss: list[float] = []
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        if logs and "loss" in logs:
+            self.train_loss.append(float(logs["loss"]))
+
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, metrics: dict | None = None, **kwargs: Any
+    ) -> None:
+        metrics = metrics or {}
+        self.metrics = {
+            name: float(metrics[f"eval_{name}"]) for name in REPORTED if f"eval_{name}" in metrics
+        }
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        folder = Path(args.output_dir, f"checkpoint-{state.global_step}")
+        self.model.save_meta(folder)
+        last_lr = next(
+            (h["learning_rate"] for h in reversed(state.log_history) if "learning_rate" in h), None
+        )
+        result = {
+            **self.metrics,
+            "epoch": round(state.epoch),
+            "step": state.global_step,
+            "train_loss": float(np.mean(self.train_loss)) if self.train_loss else float("nan"),
+            "learning_rate": last_lr,
+            "elapsed_s": time.time() - self.started,
+        }
+        self.train_loss = []
+        self.report(result, str(folder))
+
+
+class TensorBoardWriter(TrainerCallback):
+    """Clean per-trial TensorBoard runs: train/loss, train/learning_rate, validation/<metric>."""
+
+    def __init__(self, log_dir: str) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=log_dir)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        for key in ("loss", "learning_rate", "grad_norm"):
+            if logs and key in logs:
+                self.writer.add_scalar(f"train/{key}", logs[key], state.global_step)
+
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, metrics: dict | None = None, **kwargs: Any
+    ) -> None:
+        for key, value in (metrics or {}).items():
+            name = key.removeprefix("eval_")
+            if name in REPORTED:
+                self.writer.add_scalar(f"validation/{name}", value, round(state.epoch))
+        self.writer.flush()
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.writer.close()
+
+
+def training_arguments(settings: TrialSettings, output_dir: str) -> TrainingArguments:
+    """Trainer arguments for one trial: evaluate and checkpoint every epoch, keep one checkpoint."""
+    t = settings.training
+    cuda = torch.cuda.is_available()
+    return TrainingArguments(
+        output_dir=output_dir,
+        learning_rate=t.learning_rate,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size,
+        num_train_epochs=t.num_epochs,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_ratio,
+        seed=t.seed,
+        data_seed=t.seed,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=1,
+        logging_strategy="steps",
+        logging_steps=t.logging_steps,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        length_column_name="length",
+        label_names=["labels", "binary_labels"],
+        remove_unused_columns=False,
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=not cuda,
+        bf16=t.precision == "bf16",
+        fp16=t.precision == "fp16",
+        dataloader_pin_memory=cuda,
+    )
+
+
+def run_training(
+    settings: TrialSettings,
+    splits: DatasetDict,
+    output_dir: str,
+    report: Report,
+    resume_from: str | None = None,
+) -> None:
+    """Fine-tune on ``splits['train']``, evaluating on ``splits['validation']`` every epoch.
+
+    Args:
+        settings: the trial's data, model and training settings.
+        splits: at least ``train`` and ``validation`` (canonical columns).
+        output_dir: where the Trainer writes its checkpoints.
+        report: called after every epoch with the metrics and the epoch's checkpoint folder.
+        resume_from: a checkpoint folder to continue from (model, optimizer, schedule, RNG, epoch).
+    """
+    started = time.time()
+    # 1. Threads and seeds first: model initialisation draws random numbers.
+    torch.set_num_threads(settings.threads)
+    set_seed(settings.training.seed)
+    hf_logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    # 2. Tokenize; the tiny test model builds its vocabulary from the training text.
+    train, validation = splits["train"], splits["validation"]
+    tokenizer = load_tokenizer(settings.model, list(train["sentence1"]) + list(train["sentence2"]))
+    arch, max_len = settings.model.architecture, settings.model.max_length
+    train_enc = encode(train, tokenizer, arch, max_len)
+    validation_enc = encode(validation, tokenizer, arch, max_len)
+    # 3. Model with its target scale, then the Trainer.
+    scale, shift = target_transform(settings, np.asarray(train["label"]))
+    model = build_model(settings.model, tokenizer, settings.training.head, scale, shift)
+    callbacks: list[TrainerCallback] = [EpochReporter(report, model, started)]
+    if settings.tensorboard_dir:
+        callbacks.append(TensorBoardWriter(settings.tensorboard_dir))
+    trainer = STSTrainer(
+        model=model,
+        args=training_arguments(settings, output_dir),
+        data_collator=PairCollator(tokenizer.pad_token_id),
+        train_dataset=train_enc,
+        eval_dataset=validation_enc,
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics,
+        callbacks=callbacks,
+        training=settings.training,
+    )
+    trainer.remove_callback(PrinterCallback)  # progress is Tune's to print, once per epoch
+    # 4. Train; a resumed trial continues after its last completed epoch.
+    trainer.train(resume_from_checkpoint=resume_from)
+
+
+def train_trial(config: dict[str, Any], data: DatasetDict | None = None) -> None:
+    """The Ray Tune trainable: one fine-tuning run, reported to Tune after every epoch.
+
+    Args:
+        config: the trial's flat config (see :meth:`TrialSettings.from_dict`).
+        data: the loaded splits (shared through Ray's object store by the method runner);
+            loaded from ``config['data']`` when absent.
+    """
+    from ray import tune
+
+    settings = TrialSettings.from_dict(config)
+    if data is None:
+        from tuning.data import load_splits
+
+        data = load_splits(settings.data)
+    context = tune.get_context()
+    if settings.tensorboard_dir:
+        settings.tensorboard_dir = os.path.join(settings.tensorboard_dir, context.get_trial_name())
+
+    def report(metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+        checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        tune.report(metrics, checkpoint=checkpoint)
+
+    with tempfile.TemporaryDirectory(prefix="trial-") as output_dir:
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is None:
+            run_training(settings, data, output_dir, report)
+        else:
+            with checkpoint.as_directory() as resume_from:
+                run_training(settings, data, output_dir, report, resume_from=resume_from)
