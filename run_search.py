@@ -75,6 +75,7 @@ def build_experiment(args: argparse.Namespace) -> Any:
     """Defaults < YAML < flags, validated once."""
     from tuning.config import ConfigError, load_experiment, validate
     from tuning.methods import METHODS
+    from tuning.spaces import check_experiment
 
     if args.method not in METHODS:
         raise ConfigError(f"--method must be one of {sorted(METHODS)}. Got: {args.method!r}.")
@@ -108,7 +109,14 @@ def build_experiment(args: argparse.Namespace) -> Any:
         smoke(exp)
     exp.storage = str(Path(args.storage).resolve())
     exp.name = args.name or f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    validate(exp)
+    problems = []
+    for check in (lambda: validate(exp), lambda: check_experiment(exp.space, exp.stages, str(path))):
+        try:
+            check()
+        except ConfigError as err:
+            problems.append(str(err))
+    if problems:
+        raise ConfigError("\n".join(problems))
     if Path(exp.experiment_dir).exists():
         raise ConfigError(
             f"{exp.experiment_dir} already exists; pass another --name (results are never overwritten)."
@@ -229,6 +237,13 @@ def run(args: argparse.Namespace) -> int:
     write_json(exp_dir / "experiment.json", meta)
     report = write_report(exp_dir)
     print(f"[run_search] report: {report}", flush=True)
+    interrupted = [s["stage"] for s in record.stages if s.get("status") != "done"]
+    if interrupted:
+        print(
+            f"[run_search] interrupted in stage {interrupted[0]}: the report holds the results so far.",
+            file=sys.stderr,
+        )
+        return 130
     if scores:
         w = scores[0]
         print(
@@ -253,7 +268,45 @@ def report_command(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"report": report_command}
+def serve_command(argv: list[str]) -> int:
+    from tuning.serving import ServeSettings, serve
+
+    d = ServeSettings()
+    p = argparse.ArgumentParser(
+        prog="run_search.py serve",
+        description="Serve an exported best model: a similarity JSON API and a web page.",
+    )
+    p.add_argument("model_dir", nargs="?", help="the model folder, <storage>/<name>/best_model")
+    p.add_argument("--model", help="the model folder (instead of the positional argument)")
+    p.add_argument("--host", default=d.host, help=f"interface to listen on (default: {d.host})")
+    p.add_argument("--port", type=int, default=d.port, help=f"TCP port (default: {d.port})")
+    p.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=d.max_batch_size,
+        help=f"most pairs per forward pass; 1 disables dynamic batching (default: {d.max_batch_size})",
+    )
+    p.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=d.max_wait_ms,
+        help=f"longest wait (ms) for requests to share a forward pass; 0 disables batching (default: {d.max_wait_ms:g})",
+    )
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N (default: auto)")
+    args = p.parse_args(argv)
+    if bool(args.model_dir) == bool(args.model):
+        p.error("give the model folder once: `serve DIR` or `serve --model DIR`.")
+    settings = ServeSettings(
+        host=args.host,
+        port=args.port,
+        max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms,
+        device=args.device,
+    )
+    return serve(args.model_dir or args.model, settings)
+
+
+COMMANDS = {"report": report_command, "serve": serve_command}
 
 
 def main(argv: list[str] | None = None) -> int:

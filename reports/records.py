@@ -14,6 +14,7 @@ from typing import Any
 EXPERIMENT_FILE = "experiment.json"
 STAGE_FILE = "stage.json"
 TEST_SCORES_FILE = "test_scores.json"
+TRIALS_FILE = "trials.json"
 
 
 @dataclass
@@ -27,8 +28,9 @@ class TrialRecord:
     epochs: list[dict[str, Any]] = field(default_factory=list)
     """One dict of validation metrics per reported epoch, in order."""
     planned_epochs: int = 0
-    status: str = "running"
-    """``finished``, ``stopped`` (early, by the scheduler), ``failed``, or ``running``."""
+    status: str = "incomplete"
+    """``finished``, ``stopped`` (early, by the scheduler), ``failed``, or ``incomplete``
+    (running, or cut off by an interrupt)."""
     error: str | None = None
     retries: int = 0
     """Times the trial failed and was restarted from its last checkpoint."""
@@ -68,8 +70,14 @@ def _read_results(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def read_trial(trial_dir: Path, stage: dict[str, Any]) -> TrialRecord:
-    """One trial folder of a Ray Tune experiment -> TrialRecord."""
+def read_trial(trial_dir: Path, stage: dict[str, Any], ended: dict[str, dict[str, Any]]) -> TrialRecord:
+    """One trial folder of a Ray Tune experiment -> TrialRecord.
+
+    Args:
+        trial_dir: the trial's folder (``params.json``, ``result.json``, checkpoints).
+        stage: the stage's ``stage.json``.
+        ended: the stage's ``trials.json``: how each ended trial ended, and its retries.
+    """
     params_file = trial_dir / "params.json"
     params = _read_json(params_file) if params_file.is_file() else {}
     searched = {k: params.get(k) for k in stage.get("searched", [])}
@@ -80,27 +88,27 @@ def read_trial(trial_dir: Path, stage: dict[str, Any]) -> TrialRecord:
             by_epoch[int(row["epoch"])] = row
     epochs = [by_epoch[e] for e in sorted(by_epoch)]
     planned = int(params.get("num_epochs") or stage.get("num_epochs") or 0)
+    trial_id = str(epochs[-1].get("trial_id")) if epochs else trial_dir.name.rsplit("_", 1)[-1]
+    end = ended.get(trial_id, {})
     error_file = trial_dir / "error.txt"
     error = error_file.read_text(encoding="utf-8").strip() if error_file.is_file() else None
-    retries = error.count("Failure # ") if error else 0
     if epochs and epochs[-1]["epoch"] >= planned:
         status = "finished"
-    elif error is not None:
+    elif end.get("status") == "error":
         status = "failed"
-    elif stage.get("status") == "done":
+    elif end.get("status") == "completed":
         status = "stopped"
     else:
-        status = "running"
-    trial_id = epochs[-1].get("trial_id") if epochs else trial_dir.name.rsplit("_", 1)[-1]
+        status = "incomplete"
     return TrialRecord(
-        trial_id=str(trial_id),
+        trial_id=trial_id,
         stage=stage.get("stage", trial_dir.parent.name),
         params=searched,
         epochs=epochs,
         planned_epochs=planned,
         status=status,
         error=error.splitlines()[-1] if error else None,
-        retries=max(0, retries - 1) if status == "finished" else retries,
+        retries=int(end.get("retries", 0)),
         path=str(trial_dir),
     )
 
@@ -137,10 +145,12 @@ def read_experiment(path: str | Path) -> ExperimentRecord:
     for stage_file in sorted(root.glob(f"*/{STAGE_FILE}")):
         stage = _read_json(stage_file)
         stages.append(stage)
+        trials_file = stage_file.parent / TRIALS_FILE
+        ended = _read_json(trials_file) if trials_file.is_file() else {}
         trial_dirs = sorted(
             d for d in stage_file.parent.iterdir() if d.is_dir() and (d / "params.json").is_file()
         )
-        trials.extend(read_trial(d, stage) for d in trial_dirs)
+        trials.extend(read_trial(d, stage, ended) for d in trial_dirs)
     order = meta.get("stages") or []
     stages.sort(key=lambda s: order.index(s["stage"]) if s["stage"] in order else len(order))
     scores_file = root / TEST_SCORES_FILE

@@ -11,7 +11,7 @@ STATUS_TEXT = {
     "finished": "finished",
     "stopped": "stopped early (ASHA)",
     "failed": "failed",
-    "running": "incomplete",
+    "incomplete": "incomplete (interrupted or still running)",
 }
 
 
@@ -74,7 +74,7 @@ def render(exp: ExperimentRecord) -> str:
         f"- Method: **{config.get('method', '?')}**; model `{config.get('model', {}).get('name_or_path', '?')}` "
         f"({config.get('model', {}).get('architecture', '?')}); data `{config.get('data', {}).get('source', '?')}`.",
         f"- Trials: {len(rows)} ({', '.join(f'{n} {STATUS_TEXT[s]}' for s, n in counts.items() if n)}); "
-        f"trial-epochs trained: {sum(r.epochs_run for r in rows)}; wall time: {_fmt(meta.get('wall_time_s', 0) / 60)} min.",
+        f"trial-epochs trained: {sum(r.epochs_run for r in rows)}; wall time: {meta.get('wall_time_s', 0) / 60:.1f} min.",
         f"- Trials are ranked by each one's best epoch by validation **{metric}** (the checkpoint it keeps).",
     ]
     if best_p and best_p.metrics:

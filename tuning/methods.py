@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tuning.config import ExperimentConfig, TrainingConfig, field_names
+from ray.tune import Callback
+
+from reports.records import STAGE_FILE, TRIALS_FILE
+from tuning.config import ExperimentConfig
 from tuning.metrics import MODES
 from tuning.spaces import grid_size, has_grid, to_tune
-
-STAGE_FILE = "stage.json"
 
 
 def fixed_config(exp: ExperimentConfig) -> dict[str, Any]:
@@ -50,6 +50,55 @@ def _searcher(exp: ExperimentConfig, param_space: dict[str, Any]) -> Any:
     if exp.search.max_concurrent_trials:
         return ConcurrencyLimiter(searcher, max_concurrent=exp.search.max_concurrent_trials)
     return searcher
+
+
+class TrialLog(Callback):
+    """Prints one line per trial epoch and end, and records how each trial ended in storage.
+
+    Ray's own tables print every trial's full config; this prints the searched values. The
+    record, ``<stage>/trials.json``, is what tells a report "stopped early by the scheduler"
+    from "interrupted" and counts retries after failures.
+    """
+
+    def __init__(self, stage_dir: Path, searched: list[str], num_epochs: int) -> None:
+        self.path = stage_dir / TRIALS_FILE
+        self.stage, self.searched, self.num_epochs = stage_dir.name, searched, num_epochs
+        self.ended: dict[str, dict[str, Any]] = (
+            json.loads(self.path.read_text()) if self.path.is_file() else {}
+        )
+
+    def _say(self, text: str) -> None:
+        print(f"[{self.stage}] {text}", flush=True)
+
+    def _record(self, trial: Any, **fields: Any) -> None:
+        entry = self.ended.setdefault(trial.trial_id, {"retries": 0})
+        entry.update(fields)
+        write_json(self.path, self.ended)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        metrics = " ".join(f"{m} {result[m]:.4f}" for m in ("pearson", "f1") if m in result)
+        params = ", ".join(f"{k}={_short(trial.config.get(k))}" for k in self.searched)
+        self._say(f"{trial.trial_id} epoch {result.get('epoch')}/{self.num_epochs}: {metrics} ({params})")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        epochs = (trial.last_result or {}).get("epoch", 0)
+        self._record(trial, status="completed", epochs=epochs)
+        how = "finished" if epochs >= self.num_epochs else f"stopped early by the scheduler after {epochs}"
+        done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+        self._say(f"{trial.trial_id} {how}/{self.num_epochs} epochs ({done}/{len(trials)} trials ended)")
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        entry = self.ended.get(trial.trial_id, {"retries": 0})
+        self._record(trial, retries=entry["retries"] + 1)
+        self._say(f"{trial.trial_id} failed and is retried from its last checkpoint")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._record(trial, status="error", epochs=(trial.last_result or {}).get("epoch", 0))
+        self._say(f"{trial.trial_id} failed; see {trial.path}/error.txt")
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _scheduler(exp: ExperimentConfig, num_epochs: int) -> Any:
@@ -137,11 +186,14 @@ def run_stage(
                 num_to_keep=1, checkpoint_score_attribute=metric, checkpoint_score_order=mode
             ),
             failure_config=tune.FailureConfig(max_failures=exp.search.max_failures),
-            verbose=1,
+            callbacks=[TrialLog(stage_dir, record["searched"], num_epochs)],
+            verbose=0,
         ),
     )
-    tuner.fit()
-    record["status"] = "done"
+    results = tuner.fit()
+    # Tune returns normally when interrupted (Ctrl-C) after saving its state.
+    ended = results.num_terminated + results.num_errors
+    record["status"] = "done" if ended == len(results) else "interrupted"
     write_json(stage_dir / STAGE_FILE, record)
     return stage_dir
 
@@ -177,13 +229,3 @@ def get_method(name: str) -> Callable[[ExperimentConfig, Any], list[Path]]:
     if name not in METHODS:
         raise ValueError(f"method must be one of {sorted(METHODS)}. Got: {name!r}.")
     return METHODS[name]
-
-
-def training_keys() -> list[str]:
-    """Training fields (a stage's winner fixes these for later stages)."""
-    return field_names(TrainingConfig)
-
-
-def command_line() -> str:
-    """The command that started this process, for the report."""
-    return " ".join([Path(sys.executable).name, *sys.argv])

@@ -139,3 +139,20 @@ def grid_size(param_space: dict[str, Any]) -> int:
         if isinstance(value, dict) and "grid_search" in value:
             size *= len(value["grid_search"])
     return size
+
+
+def check_experiment(space: dict[str, Any], stages: list[dict[str, Any]], source: str) -> None:
+    """Convert the experiment's space and every stage's space once, before anything runs.
+
+    Raises:
+        ConfigError: every problem of every space, in one message.
+    """
+    problems: list[str] = []
+    named = [("space", space)] + [(f"stages[{i}]", s.get("space") or {}) for i, s in enumerate(stages)]
+    for where, mapping in named:
+        try:
+            to_tune(mapping, f"{source}: {where}: ")
+        except ConfigError as err:
+            problems.append(str(err))
+    if problems:
+        raise ConfigError("\n".join(problems))

@@ -243,6 +243,7 @@ def run_training(
     torch.set_num_threads(settings.threads)
     set_seed(settings.training.seed)
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     datasets.disable_progress_bars()
     # 2. Tokenize; the tiny test model builds its vocabulary from the training text.
     train, validation = splits["train"], splits["validation"]

@@ -1,0 +1,114 @@
+"""End to end through ``run_search.py``: a real Ray Tune search, the real report, real exits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reports import read_experiment
+from tests.conftest import run_cli
+from tuning.model import STSModel, predict
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, shared) -> Path:
+    storage = tmp_path_factory.mktemp("runs")
+    proc = run_cli(
+        "--method", "optuna", "--profile", "cpu", "--smoke-test", "--storage", str(storage), "--name", "smoke"
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return storage / "smoke"
+
+
+def test_optuna_smoke_search_writes_a_ranked_report(smoke_run):
+    report = (smoke_run / "report.md").read_text(encoding="utf-8")
+    assert "## Ranking by validation F1" in report
+    assert "## Ranking by validation Pearson" in report
+    assert "## Test scores of the top configurations" in report
+    assert f"tensorboard --logdir {smoke_run / 'tensorboard'}" in report
+    record = read_experiment(smoke_run)
+    assert len(record.trials) == 2
+    assert [s["stage"] for s in record.stages] == ["optuna"]
+    assert record.stages[0]["searched"] == ["batch_size", "learning_rate", "warmup_ratio", "weight_decay"]
+    for trial in record.trials:
+        assert trial.status in ("finished", "stopped")
+        assert [e["epoch"] for e in trial.epochs] == list(range(1, len(trial.epochs) + 1))
+        assert f"optuna/{trial.trial_id}" in report
+    # The winners are scored on KorSTS test and KLUE-STS dev.
+    assert set(record.test_scores[0]["test"]) == {"test", "klue_dev"}
+
+
+def test_smoke_search_saves_the_reproducibility_record(smoke_run):
+    meta = json.loads((smoke_run / "experiment.json").read_text())
+    assert meta["config"]["model"]["name_or_path"] == "builtin:tiny"
+    assert meta["data_sizes"]["train"] == 64
+    assert len(meta["data_fingerprint"]) == 16
+    assert meta["versions"]["ray"] == "2.60.0"
+    assert meta["stages"] == ["optuna"]
+
+
+def test_best_model_loads_and_scores_a_pair(smoke_run):
+    model = STSModel.from_pretrained(smoke_run / "best_model")
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(smoke_run / "best_model")
+    scores = predict(model, tokenizer, [("한 남자가 춤을 추고 있다.", "남자가 춤을 춘다.")], max_length=64)
+    assert scores.shape == (1,)
+    best = json.loads((smoke_run / "best_model" / "best.json").read_text())
+    assert best["trial_id"] == read_experiment(smoke_run).test_scores[0]["trial_id"]
+
+
+def test_report_is_rebuilt_from_storage_alone(smoke_run):
+    before = (smoke_run / "report.md").read_text(encoding="utf-8")
+    (smoke_run / "report.md").unlink()
+    proc = run_cli("report", str(smoke_run))
+    assert proc.returncode == 0, proc.stderr
+    assert (smoke_run / "report.md").read_text(encoding="utf-8") == before
+
+
+def _assert_user_error(proc, *needles: str) -> None:
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in proc.stderr
+
+
+def test_unknown_method_is_one_clear_message(tmp_path):
+    proc = run_cli("--method", "bayes", "--storage", str(tmp_path))
+    _assert_user_error(proc, "--method must be one of", "'optuna'", "'bayes'")
+
+
+def test_bad_search_space_file_lists_every_problem(tmp_path):
+    space = tmp_path / "bad.yaml"
+    space.write_text(
+        "training:\n  learning_rat: 1.0e-5\n  batch_size: lots\n"
+        "space:\n  learning_rate: {type: loguniform, low: 1.0e-3, high: 1.0e-5}\n  dropout: 0.1\n"
+    )
+    proc = run_cli("--space", str(space), "--storage", str(tmp_path))
+    _assert_user_error(proc, "learning_rat", "batch_size must be a number", str(space))
+
+
+def test_bad_search_space_range_is_refused(tmp_path):
+    space = tmp_path / "range.yaml"
+    space.write_text(
+        "model: {name_or_path: 'builtin:tiny'}\nspace:\n  learning_rate: {type: loguniform, low: 1.0e-3, high: 1.0e-5}\n  dropout: 0.1\n"
+    )
+    proc = run_cli("--space", str(space), "--storage", str(tmp_path), "--data", "korsts")
+    _assert_user_error(proc, "`low <= high` must hold", "unknown hyperparameter 'dropout'")
+
+
+def test_bad_data_file_names_file_and_line(tmp_path):
+    data = tmp_path / "pairs.tsv"
+    data.write_text(
+        "genre\tfilename\tyear\tid\tscore\tsentence1\tsentence2\n"
+        "g\tf\t2020\t1\t4.0\t가\t나\n"
+        "g\tf\t2020\t2\t7.5\t다\t라\n",
+        encoding="utf-8",
+    )
+    proc = run_cli("--profile", "cpu", "--smoke-test", "--data", str(data), "--storage", str(tmp_path))
+    _assert_user_error(proc, f"{data}:3")
+    assert not (tmp_path / "runs").exists()

@@ -1,0 +1,93 @@
+"""One trial without Ray: real training of a tiny model, every epoch reported, exact resume."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tuning.config import DataConfig, ModelConfig, TrainingConfig
+from tuning.model import STSModel
+from tuning.trial import REPORTED, TrialSettings, run_training, target_transform
+
+
+def settings(architecture: str = "cross", **training) -> TrialSettings:
+    train = {"num_epochs": 2, "batch_size": 16, "learning_rate": 1e-3, "logging_steps": 1, **training}
+    return TrialSettings(
+        data=DataConfig(),
+        model=ModelConfig(name_or_path="builtin:tiny", architecture=architecture, max_length=64),
+        training=TrainingConfig(**train),
+    )
+
+
+def train(s: TrialSettings, splits, tmp_path: Path, resume_from: str | None = None, keep_epoch: int = 1):
+    """Run a trial; return its reports and a copy of epoch ``keep_epoch``'s checkpoint."""
+    reports, kept = [], tmp_path / f"kept-{len(list(tmp_path.iterdir()))}"
+
+    def report(metrics: dict, checkpoint: str | None) -> None:
+        reports.append(metrics)
+        if metrics["epoch"] == keep_epoch:
+            shutil.copytree(checkpoint, kept)
+
+    run_training(s, splits, str(tmp_path / f"out-{len(list(tmp_path.iterdir()))}"), report, resume_from)
+    return reports, kept
+
+
+@pytest.mark.parametrize(
+    ("architecture", "head", "loss"),
+    [
+        ("cross", "regression", "mse"),
+        ("bi", "regression", "mse"),
+        ("cross", "multitask", "corr_mae"),
+        ("bi", "multitask", "l1"),
+    ],
+)
+def test_every_epoch_is_reported_with_a_checkpoint(small_splits, tmp_path, architecture, head, loss):
+    reports, kept = train(settings(architecture, head=head, loss=loss), small_splits, tmp_path)
+    assert [r["epoch"] for r in reports] == [1, 2]
+    for r in reports:
+        assert set(REPORTED) <= set(r)
+        assert all(np.isfinite(r[k]) for k in REPORTED)
+    assert (kept / "model.safetensors").is_file() and (kept / "sts_model.json").is_file()
+    assert STSModel.from_checkpoint(kept).head == head
+
+
+def test_resume_from_a_checkpoint_continues_exactly(small_splits, tmp_path):
+    s = settings(num_epochs=3)
+    full, epoch1 = train(s, small_splits, tmp_path)
+    resumed, _ = train(s, small_splits, tmp_path, resume_from=str(epoch1))
+    assert [r["epoch"] for r in resumed] == [2, 3]
+    for a, b in zip(full[1:], resumed):
+        assert a["pearson"] == pytest.approx(b["pearson"], abs=1e-6)
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
+
+
+def test_cross_targets_are_standardized_by_default(small_splits):
+    labels = np.asarray(small_splits["train"]["label"])
+    scale, shift = target_transform(settings("cross"), labels)
+    assert scale == pytest.approx(labels.std()) and shift == pytest.approx(labels.mean())
+    assert target_transform(settings("cross", standardize_targets=False), labels) == (1.0, 0.0)
+    assert target_transform(settings("bi"), labels) == (5.0, 0.0)
+
+
+def test_checkpoint_maps_predictions_back_to_the_label_scale(small_splits, tmp_path):
+    _, kept = train(settings("cross"), small_splits, tmp_path)
+    meta = STSModel.from_checkpoint(kept).meta()
+    labels = np.asarray(small_splits["train"]["label"])
+    assert meta["target_scale"] == pytest.approx(labels.std(), rel=1e-6)
+    assert meta["target_shift"] == pytest.approx(labels.mean(), rel=1e-6)
+
+
+def test_tensorboard_gets_clean_per_trial_curves(small_splits, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    s = settings()
+    s.tensorboard_dir = str(tmp_path / "tb" / "trial_a")
+    train(s, small_splits, tmp_path)
+    events = EventAccumulator(s.tensorboard_dir)
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/learning_rate", "validation/pearson", "validation/f1"} <= tags
+    assert [e.step for e in events.Scalars("validation/pearson")] == [1, 2]

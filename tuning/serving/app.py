@@ -1,0 +1,272 @@
+"""The HTTP server: a JSON similarity API and a web page, on FastAPI + uvicorn.
+
+Endpoints: ``POST /similarity``, ``POST /similarity/batch``, ``GET /health``, ``GET /stats``,
+``GET /openapi.json``, and the page at ``GET /`` / ``POST /`` (plain form post).
+
+Limits on input, checked before any model work: a sentence has 1 to ``MAX_SENTENCE_CHARS``
+characters and not only whitespace; a batch has 1 to ``MAX_BATCH_PAIRS`` pairs; a body is at
+most ``MAX_BODY_BYTES``. A request past them gets 422 (413 for the body) with a ``message`` that
+names the field. Within them, text past the model's ``max_length`` tokens is truncated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import parse_qs
+
+import torch
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError
+
+from tuning.config import ConfigError
+from tuning.serving.batcher import DynamicBatcher
+from tuning.serving.page import STATIC_DIR, load_template, render_page
+from tuning.serving.scorer import SIMILAR_AT, ServedModel
+
+MAX_SENTENCE_CHARS = 1000
+"""Longest sentence accepted (characters); a 128-token model reads ~150-300 Korean characters."""
+MAX_BATCH_PAIRS = 64
+"""Most pairs in one ``POST /similarity/batch``."""
+MAX_BODY_BYTES = 1 << 20
+"""Largest request body (bytes): a full batch of the longest sentences fits with room to spare."""
+
+
+@dataclass
+class ServeSettings:
+    """Where the server listens and how it batches."""
+
+    host: str = "127.0.0.1"
+    """Interface to listen on; ``0.0.0.0`` exposes the server to the network."""
+    port: int = 8000
+    """TCP port."""
+    max_batch_size: int = 32
+    """Most sentence pairs per forward pass; 1 turns dynamic batching off."""
+    max_wait_ms: float = 5.0
+    """Longest a request waits for others to share its forward pass (milliseconds); 0 turns
+    dynamic batching off."""
+    device: str = "auto"
+    """``cpu``, ``cuda``, ``cuda:N``, or ``auto`` (the GPU when there is one)."""
+
+    def validate(self) -> None:
+        """Raise one ``ConfigError`` listing every bad setting."""
+        problems = []
+        if not 0 <= self.port <= 65535:
+            problems.append(f"--port must be in [0, 65535], got {self.port}.")
+        if self.max_batch_size < 1:
+            problems.append(f"--max-batch-size must be >= 1, got {self.max_batch_size}.")
+        if self.max_wait_ms < 0:
+            problems.append(f"--max-wait-ms must be >= 0, got {self.max_wait_ms}.")
+        if self.device != "auto" and self.device.split(":")[0] not in ("cpu", "cuda"):
+            problems.append(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}.")
+        if problems:
+            raise ConfigError("\n".join(problems))
+
+    def torch_device(self) -> str:
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
+
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must contain text, not only whitespace")
+    return text
+
+
+Sentence = Annotated[
+    StrictStr,
+    Field(min_length=1, max_length=MAX_SENTENCE_CHARS, examples=["한 남자가 말을 타고 있다."]),
+    AfterValidator(_not_blank),
+]
+
+
+class SimilarityRequest(BaseModel):
+    """One sentence pair."""
+
+    model_config = ConfigDict(extra="forbid")
+    sentence1: Sentence
+    sentence2: Sentence
+
+
+class BatchRequest(BaseModel):
+    """Several sentence pairs, scored in order."""
+
+    model_config = ConfigDict(extra="forbid")
+    pairs: list[SimilarityRequest] = Field(min_length=1, max_length=MAX_BATCH_PAIRS)
+
+
+class Similarity(BaseModel):
+    score: float = Field(description="Similarity on the model's 0-5 scale (not clipped).")
+    similar: bool = Field(description=f"score >= {SIMILAR_AT}")
+
+
+class BatchSimilarity(BaseModel):
+    results: list[Similarity]
+
+
+def error_message(errors: list[Any]) -> str:
+    """``field: problem; ...`` from pydantic errors; ``field`` is the dotted path in the body."""
+    parts = []
+    for err in errors:
+        path = [str(p) for p in err["loc"] if p != "body"]
+        if err["type"] == "json_invalid":
+            detail = (err.get("ctx") or {}).get("error", "")
+            parts.append(f"body: invalid JSON at character {path[0] if path else 0}: {detail}")
+        else:
+            parts.append(f"{'.'.join(path) or 'body'}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _errors_response(errors: list[Any], status: int = 422) -> JSONResponse:
+    detail = [{k: err[k] for k in ("loc", "msg", "type")} for err in errors]
+    return JSONResponse({"message": error_message(errors), "detail": detail}, status_code=status)
+
+
+def create_app(served: ServedModel, settings: ServeSettings) -> FastAPI:
+    """The application around a loaded model; the batcher lives as long as the app runs."""
+    batcher = DynamicBatcher(
+        lambda pairs: served.score(pairs, batch_size=settings.max_batch_size),
+        settings.max_batch_size,
+        settings.max_wait_ms,
+    )
+    template = load_template()
+    info = served.describe()
+    summary = f"{info['architecture']} {info['encoder']}, {info['num_hidden_layers']}층 ({served.folder.resolve()})"
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(
+        title="Korean sentence similarity",
+        description=(
+            "Scores how similar two Korean sentences are, on 0-5, with the best model of a search. "
+            f"Each input is truncated to the model's max_length tokens ({served.max_length}); "
+            f"sentences over {MAX_SENTENCE_CHARS} characters are refused with 422."
+        ),
+        version="1",
+        lifespan=lifespan,
+        docs_url=None,  # Swagger UI and ReDoc load scripts from a CDN; /openapi.json is served.
+        redoc_url=None,
+    )
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.state.batcher = batcher
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _errors_response(list(exc.errors()))
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        length = request.headers.get("content-length", "0")
+        if length.isdigit() and int(length) > MAX_BODY_BYTES:
+            message = f"body: {length} bytes is over the limit of {MAX_BODY_BYTES} bytes"
+            return JSONResponse({"message": message, "detail": message}, status_code=413)
+        return await call_next(request)
+
+    def verdict(score: float) -> Similarity:
+        return Similarity(score=score, similar=score >= SIMILAR_AT)
+
+    @app.post("/similarity", response_model=Similarity)
+    async def similarity(pair: SimilarityRequest) -> Similarity:
+        """Score one sentence pair."""
+        (score,) = await batcher.submit([(pair.sentence1, pair.sentence2)])
+        return verdict(score)
+
+    @app.post("/similarity/batch", response_model=BatchSimilarity)
+    async def similarity_batch(batch: BatchRequest) -> BatchSimilarity:
+        """Score up to MAX_BATCH_PAIRS pairs, in order."""
+        scores = await batcher.submit([(p.sentence1, p.sentence2) for p in batch.pairs])
+        return BatchSimilarity(results=[verdict(s) for s in scores])
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        """The model, its recorded validation metrics, the input limits and the batching settings."""
+        best = served.best
+        return {
+            "status": "ok",
+            "model": info,
+            "validation": best.get("validation"),
+            "trial": {k: best[k] for k in ("stage", "trial_id", "best_epoch", "params") if k in best},
+            "threshold": SIMILAR_AT,
+            "limits": {
+                "max_sentence_chars": MAX_SENTENCE_CHARS,
+                "max_batch_pairs": MAX_BATCH_PAIRS,
+                "max_body_bytes": MAX_BODY_BYTES,
+                "truncation": f"each input is truncated to {served.max_length} tokens "
+                f"({'the pair together' if info['architecture'] == 'cross' else 'each sentence'})",
+            },
+            "batching": batcher.settings(),
+        }
+
+    @app.get("/stats")
+    async def stats() -> dict[str, int]:
+        """Batching counters since start-up."""
+        return batcher.stats.to_dict()
+
+    def page(status: int = 200, **filled: Any) -> HTMLResponse:
+        body = render_page(
+            template,
+            model=summary,
+            max_chars=MAX_SENTENCE_CHARS,
+            max_length=served.max_length,
+            threshold=SIMILAR_AT,
+            **filled,
+        )
+        return HTMLResponse(body, status_code=status)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return page()
+
+    @app.post("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index_form(request: Request) -> HTMLResponse:
+        """The form posted without JavaScript: the page with the result or the error."""
+        try:
+            form = parse_qs((await request.body()).decode("utf-8"), keep_blank_values=True)
+        except UnicodeDecodeError:
+            return page(400, error="body: the form is not UTF-8 text")
+        sentences = {k: form.get(k, [""])[0] for k in ("sentence1", "sentence2")}
+        try:
+            pair = SimilarityRequest.model_validate(sentences)
+        except ValidationError as err:
+            return page(422, error=error_message(list(err.errors())), **sentences)
+        (score,) = await batcher.submit([(pair.sentence1, pair.sentence2)])
+        return page(score=score, **sentences)
+
+    return app
+
+
+def serve(folder: str, settings: ServeSettings) -> int:
+    """Load the model in ``folder`` once and serve it until interrupted.
+
+    Raises:
+        ConfigError: bad settings. ModelError: the folder holds no loadable model.
+    """
+    import uvicorn
+
+    settings.validate()
+    served = ServedModel.load(folder, settings.torch_device())
+    served.score([("워밍업", "워밍업")])  # the first forward pass is slow; keep it off a request
+    app = create_app(served, settings)
+    info = served.describe()
+    mode = (
+        f"dynamic batching up to {settings.max_batch_size} pairs, {settings.max_wait_ms:g} ms wait"
+        if app.state.batcher.enabled
+        else "no batching"
+    )
+    print(
+        f"[serve] {info['path']}: {info['architecture']} {info['encoder']}, max_length {served.max_length}, "
+        f"{info['device']}, {mode}; page and API on http://{settings.host}:{settings.port}/",
+        flush=True,
+    )
+    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False)
+    return 0
