@@ -58,6 +58,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--address", help="an existing Ray cluster (`auto`, `ray://host:10001`); default: start Ray here"
     )
     p.add_argument(
+        "--full-grid", action="store_true", help="grid: one stage over every stage's values at once"
+    )
+    p.add_argument("--seeds", type=int, help="seeds/compare: training seeds per repeated configuration")
+    p.add_argument(
+        "--from", dest="from_experiment", help="seeds: repeat the top-k configurations of this experiment"
+    )
+    p.add_argument(
         "--smoke-test", action="store_true", help="test-size model built in code, a few pairs, 2 trials"
     )
     return p.parse_args(argv)
@@ -71,44 +78,63 @@ def space_file(args: argparse.Namespace) -> Path:
     return folder / f"{args.method}.yaml"
 
 
+def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags a user gave, as ``section.field`` overrides of the YAML file."""
+    out: dict[str, Any] = {}
+    if args.data:
+        if args.data in PRESETS:
+            out["data.source"] = args.data
+        else:
+            out.update(
+                {"data.source": "files", "data.train": args.data, "data.validation": None, "data.test": None}
+            )
+            out["data.extra_test"] = {}
+    if args.model:
+        out["model.name_or_path"] = args.model
+    if args.seed is not None:
+        out["training.seed"] = out["search.seed"] = args.seed
+    for flag in (
+        "num_samples",
+        "cpus_per_trial",
+        "gpus_per_trial",
+        "max_concurrent_trials",
+        "top_k",
+        "seeds",
+    ):
+        if getattr(args, flag) is not None:
+            out[f"search.{flag}"] = getattr(args, flag)
+    if args.full_grid:
+        out["search.full_grid"] = True
+    if args.from_experiment:
+        out["search.from_experiment"] = str(Path(args.from_experiment).resolve())
+    return out
+
+
 def build_experiment(args: argparse.Namespace) -> Any:
-    """Defaults < YAML < flags, validated once."""
-    from tuning.config import ConfigError, load_experiment, validate
+    """Defaults < YAML < flags, validated once (every problem in one message)."""
+    from tuning.config import ConfigError, apply_overrides, load_experiment, make_smoke, validate
     from tuning.methods import METHODS
     from tuning.spaces import check_experiment
 
     if args.method not in METHODS:
         raise ConfigError(f"--method must be one of {sorted(METHODS)}. Got: {args.method!r}.")
+    if args.from_experiment and args.method != "seeds":
+        raise ConfigError(
+            f"--from repeats a finished experiment's top configurations: use it with --method seeds, not {args.method}."
+        )
     path = space_file(args)
     if args.profile and not path.is_file():
         profiles = sorted(d.name for d in SPACES.iterdir() if d.is_dir())
         raise ConfigError(f"no {path.name} in profile {args.profile!r} ({path}); profiles: {profiles}.")
     exp = load_experiment(path)
     exp.method = args.method
-    if args.data:
-        if args.data in PRESETS:
-            exp.data.source = args.data
-        else:
-            exp.data.source, exp.data.train = "files", args.data
-            exp.data.validation = exp.data.test = None
-            exp.data.extra_test = {}
-    if args.model:
-        exp.model.name_or_path = args.model
-    if args.seed is not None:
-        exp.training.seed = exp.search.seed = args.seed
-    for flag, section, name in (
-        ("num_samples", exp.search, "num_samples"),
-        ("cpus_per_trial", exp.search, "cpus_per_trial"),
-        ("gpus_per_trial", exp.search, "gpus_per_trial"),
-        ("max_concurrent_trials", exp.search, "max_concurrent_trials"),
-        ("top_k", exp.search, "top_k"),
-    ):
-        if getattr(args, flag) is not None:
-            setattr(section, name, getattr(args, flag))
+    exp.overrides = flag_overrides(args)
+    apply_overrides(exp, exp.overrides)
     if args.smoke_test:
-        smoke(exp)
+        make_smoke(exp)
     exp.storage = str(Path(args.storage).resolve())
-    exp.name = args.name or f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    stem = f"smoke-{exp.name}" if args.smoke_test else exp.name
+    exp.name = args.name or f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     problems = []
     for check in (lambda: validate(exp), lambda: check_experiment(exp.space, exp.stages, str(path))):
         try:
@@ -122,22 +148,6 @@ def build_experiment(args: argparse.Namespace) -> Any:
             f"{exp.experiment_dir} already exists; pass another --name (results are never overwritten)."
         )
     return exp
-
-
-def smoke(exp: Any) -> None:
-    """A test-size run: tiny model built in code, 64 training pairs, 2 trials of 2 epochs."""
-    exp.model.name_or_path = "builtin:tiny"
-    exp.model.num_hidden_layers = None
-    exp.model.max_length = 64
-    exp.data.train_size, exp.data.validation_size = 64, 32
-    exp.training.num_epochs = 2
-    exp.training.batch_size = 16
-    exp.training.logging_steps = 2
-    exp.search.num_samples = 2
-    exp.space = {
-        k: v for k, v in exp.space.items() if k not in ("num_epochs", "num_hidden_layers", "name_or_path")
-    }
-    exp.name = f"smoke-{exp.name}"
 
 
 def versions() -> dict[str, str]:
@@ -178,13 +188,8 @@ def machine() -> str:
 def run(args: argparse.Namespace) -> int:
     import ray
 
-    from reports import write_report
-    from reports.rank import rank, to_rows
-    from reports.records import read_experiment
     from tuning.data import fingerprint, load_splits
-    from tuning.methods import fixed_config, get_method, write_json
-    from tuning.metrics import MODES
-    from tuning.winners import export_best, score_top, write_scores
+    from tuning.methods import StageInterrupted, fixed_config, run_method, write_json
 
     started = time.time()
     exp = build_experiment(args)
@@ -204,35 +209,46 @@ def run(args: argparse.Namespace) -> int:
         "machine": machine(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "tensorboard_dir": fixed_config(exp)["tensorboard_dir"],
-        "stages": [],
     }
     write_json(exp_dir / "experiment.json", meta)
     print(f"[run_search] resolved config saved to {exp_dir / 'experiment.json'}", flush=True)
 
-    ray.init(address=args.address, include_dashboard=False, log_to_driver=True)
+    # On an existing cluster, this checkout's packages travel with the job (Ray's py_modules):
+    # trials on every node import the driver's exact code, however the driver got there.
+    code = {"py_modules": [str(REPO / "tuning"), str(REPO / "reports")]} if args.address else None
+    ray.init(address=args.address, include_dashboard=False, log_to_driver=True, runtime_env=code)
     meta["ray_resources"] = {
         k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU", "memory")
     }
     try:
-        get_method(exp.method)(exp, splits)
+        run_method(exp, splits)
+    except StageInterrupted as err:
+        print(f"[run_search] {err}", file=sys.stderr, flush=True)
     finally:
-        meta["stages"] = [d.name for d in _stage_dirs(exp_dir)]
-        meta["wall_time_s"] = time.time() - started
+        meta["search_wall_time_s"] = time.time() - started
         write_json(exp_dir / "experiment.json", meta)
         ray.shutdown()
+    return conclude(exp, splits, meta, started)
 
-    # Winners: best k on the test split(s), the best exported.
+
+def conclude(exp: Any, splits: Any, meta: dict[str, Any], started: float) -> int:
+    """Score the winners on the test split(s), export the best, write the report."""
+    from reports import write_report
+    from reports.records import read_experiment
+    from tuning.methods import write_json
+    from tuning.metrics import MODES
+    from tuning.winners import export_best, score_winners, write_scores
+
+    exp_dir = Path(exp.experiment_dir)
     record = read_experiment(exp_dir)
     metric, mode = exp.search.metric, MODES[exp.search.metric]
-    ranked = rank(to_rows(record.trials, metric, mode), metric, mode)
-    print(
-        f"[run_search] scoring the top {exp.search.top_k} on {[s for s in sizes if s not in ('train', 'validation')]}",
-        flush=True,
-    )
-    scores = score_top(ranked, record.trials, splits, metric, mode, exp.search.top_k)
+    tests = [s for s in splits if s not in ("train", "validation")]
+    print(f"[run_search] scoring the top {exp.search.top_k} (and any seed repeats) on {tests}", flush=True)
+    scores = score_winners(record, splits, metric, mode, exp.search.top_k)
     write_scores(scores, exp_dir)
-    if scores:
-        meta["best_model"] = str(export_best(scores[0], exp_dir))
+    top = [s for s in scores if s["role"] == "top"]
+    if top:
+        meta["best_model"] = str(export_best(top[0], exp_dir))
     meta["wall_time_s"] = time.time() - started
     write_json(exp_dir / "experiment.json", meta)
     report = write_report(exp_dir)
@@ -240,22 +256,19 @@ def run(args: argparse.Namespace) -> int:
     interrupted = [s["stage"] for s in record.stages if s.get("status") != "done"]
     if interrupted:
         print(
-            f"[run_search] interrupted in stage {interrupted[0]}: the report holds the results so far.",
+            f"[run_search] stage {interrupted[0]} did not finish: the report holds the results so far.",
             file=sys.stderr,
         )
         return 130
-    if scores:
-        w = scores[0]
+    if top:
+        w = top[0]
+        shown = ", ".join(f"{k}={v}" for k, v in w["params"].items())
         print(
             f"[run_search] best {w['stage']}/{w['trial_id']}: validation pearson {w['validation'].get('pearson', float('nan')):.4f} "
-            f"f1 {w['validation'].get('f1', float('nan')):.4f}; params {w['params']}",
+            f"f1 {w['validation'].get('f1', float('nan')):.4f} ({shown})",
             flush=True,
         )
     return 0
-
-
-def _stage_dirs(exp_dir: Path) -> list[Path]:
-    return sorted(p.parent for p in exp_dir.glob("*/stage.json"))
 
 
 def report_command(argv: list[str]) -> int:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reports.figures import compare_chart
 from reports.rank import Row, pareto_front, rank, to_rows
 from reports.records import ExperimentRecord, TrialRecord, read_experiment
 from reports.render import render
+from reports.summary import method_rows
 
 REPORT_FILE = "report.md"
 
@@ -26,6 +28,10 @@ __all__ = [
 def write_report(experiment_dir: str | Path) -> Path:
     """Rebuild ``<experiment>/report.md`` from what storage holds; returns its path."""
     record = read_experiment(experiment_dir)
+    figures = {}
+    chart = compare_chart(method_rows(record), experiment_dir)
+    if chart:
+        figures["compare"] = chart
     path = Path(experiment_dir, REPORT_FILE)
-    path.write_text(render(record), encoding="utf-8")
+    path.write_text(render(record, figures), encoding="utf-8")
     return path

@@ -15,6 +15,7 @@ EXPERIMENT_FILE = "experiment.json"
 STAGE_FILE = "stage.json"
 TEST_SCORES_FILE = "test_scores.json"
 TRIALS_FILE = "trials.json"
+COMPARE_FILE = "compare.json"
 
 
 @dataclass
@@ -124,7 +125,9 @@ class ExperimentRecord:
     """Each stage's ``stage.json``, in the order the stages ran."""
     trials: list[TrialRecord]
     test_scores: list[dict[str, Any]]
-    """The top configurations' scores on the test split(s) (``test_scores.json``)."""
+    """Test-split scores of the top configurations and of seed repeats (``test_scores.json``)."""
+    compare: dict[str, Any] | None = None
+    """``compare.json`` of a ``compare`` run: each method's stages, winner and seed stage."""
 
 
 def read_experiment(path: str | Path) -> ExperimentRecord:
@@ -151,8 +154,9 @@ def read_experiment(path: str | Path) -> ExperimentRecord:
             d for d in stage_file.parent.iterdir() if d.is_dir() and (d / "params.json").is_file()
         )
         trials.extend(read_trial(d, stage, ended) for d in trial_dirs)
-    order = meta.get("stages") or []
-    stages.sort(key=lambda s: order.index(s["stage"]) if s["stage"] in order else len(order))
+    stages.sort(key=lambda s: (s.get("started", 0), s["stage"]))  # the order they ran in
     scores_file = root / TEST_SCORES_FILE
     test_scores = _read_json(scores_file) if scores_file.is_file() else []
-    return ExperimentRecord(str(root), meta, stages, trials, test_scores)
+    compare_file = root / COMPARE_FILE
+    compare = _read_json(compare_file) if compare_file.is_file() else None
+    return ExperimentRecord(str(root), meta, stages, trials, test_scores, compare)

@@ -6,6 +6,7 @@ from typing import Any
 
 from reports.rank import METRIC_COLUMNS, Row, pareto_front, rank, to_rows
 from reports.records import ExperimentRecord
+from reports.summary import method_rows, seed_spread, stage_cost
 
 STATUS_TEXT = {
     "finished": "finished",
@@ -55,8 +56,127 @@ def ranking_table(rows: list[Row], by: str, params: list[str]) -> str:
     return _table(header, body)
 
 
-def render(exp: ExperimentRecord) -> str:
-    """The experiment's report as markdown."""
+def _ms(stat: tuple[float, float, int]) -> str:
+    mean, std, n = stat
+    return "-" if not n else f"{mean:.4f} ± {std:.4f}"
+
+
+def stages_section(exp: ExperimentRecord, rows: list[Row]) -> list[str]:
+    """One table per stage with what it searched, what it carried forward, and its winner."""
+    out = ["## Stages", ""]
+    for stage in exp.stages:
+        name = stage["stage"]
+        trials = [t for t in exp.trials if t.stage == name]
+        cost = stage_cost(stage, trials)
+        out += [f"### {name}", ""]
+        searched = ", ".join(stage.get("searched", [])) or "nothing (fixed configuration)"
+        out.append(
+            f"- Searched: {searched}; {cost['trials']} trials, {cost['trial_epochs']} trial-epochs, "
+            f"{cost['wall_s'] / 60:.1f} min wall; status {stage.get('status', '?')}."
+        )
+        for key, source in (stage.get("carried") or {}).items():
+            out.append(
+                f"- Carried forward: {key} = {_fmt(source['value'])} (winner of stage {source['from_stage']}, trial {source['trial_id']})."
+            )
+        if stage.get("repeats"):
+            out.append(f"- Repeats: {stage['repeats']} over seeds.")
+        winner = stage.get("winner")
+        if winner:
+            shown = (
+                ", ".join(f"{k}={_fmt(v)}" for k, v in winner["params"].items()) or "the fixed configuration"
+            )
+            out.append(
+                f"- Winner: `{name}/{winner['trial_id']}` ({winner['metric']} {_fmt(winner['value'])}): {shown}."
+            )
+        stage_rows = [r for r in rows if r.stage == name]
+        out += ["", ranking_table(stage_rows, stage.get("metric", "pearson"), stage.get("searched", [])), ""]
+    return out
+
+
+def seeds_section(exp: ExperimentRecord) -> list[str]:
+    """Mean ± std over seeds for every seed-repeat stage."""
+    stages = [s for s in exp.stages if s.get("role") == "seeds"]
+    if not stages:
+        return []
+    spreads = {s["stage"]: seed_spread(s["stage"], exp) for s in stages}
+    splits = sorted({split for sp in spreads.values() for split in sp["test"]})
+    header = ["stage", "repeats", "seeds", "validation pearson", "validation f1"]
+    header += [f"{split} {m}" for split in splits for m in ("pearson", "f1")]
+    body = []
+    for s in stages:
+        sp = spreads[s["stage"]]
+        body.append(
+            [
+                s["stage"],
+                s.get("repeats", "-"),
+                sp["validation"]["pearson"][2],
+                _ms(sp["validation"]["pearson"]),
+                _ms(sp["validation"]["f1"]),
+            ]
+            + [
+                _ms(sp["test"][split][m]) if split in sp["test"] else "-"
+                for split in splits
+                for m in ("pearson", "f1")
+            ]
+        )
+    return [
+        "## Seed repeats (mean ± std)",
+        "",
+        "Scores vary by seed: a single run's best seed is tuning on noise, so each repeated "
+        "configuration is shown with its spread.",
+        "",
+        _table(header, body),
+        "",
+    ]
+
+
+def compare_section(exp: ExperimentRecord, figures: dict[str, str]) -> list[str]:
+    """The method comparison: the search's cost and the winner's seed spread per method."""
+    rows = method_rows(exp)
+    if not rows:
+        return []
+    splits = sorted({split for r in rows if r["seeds"] for split in r["seeds"]["test"]})
+    header = ["method", "trials", "trial-epochs", "CPU-s", "GPU-s", "wall min", "search best pearson"]
+    header += ["validation pearson", "validation f1"] + [
+        f"{s} {m}" for s in splits for m in ("pearson", "f1")
+    ]
+    body = []
+    for r in rows:
+        c, seeds, winner = r["cost"], r["seeds"], r["winner"]
+        body.append(
+            [
+                r["method"],
+                c["trials"],
+                c["trial_epochs"],
+                round(c["cpu_s"]),
+                round(c["gpu_s"]),
+                f"{c['wall_s'] / 60:.1f}",
+                winner["value"] if winner else "-",
+            ]
+            + ([_ms(seeds["validation"]["pearson"]), _ms(seeds["validation"]["f1"])] if seeds else ["-", "-"])
+            + [
+                _ms(seeds["test"][s][m]) if seeds and s in seeds["test"] else "-"
+                for s in splits
+                for m in ("pearson", "f1")
+            ]
+        )
+    out = [
+        "## Method comparison",
+        "",
+        "Each method searched with its own file's budget; its winner was then re-run over seeds "
+        "(mean ± std) and scored on the test split(s). Compute is what the search itself spent.",
+        "",
+        _table(header, body),
+        "",
+    ]
+    if figures.get("compare"):
+        out += [f"![Method comparison]({figures['compare']})", ""]
+    return out
+
+
+def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
+    """The experiment's report as markdown; ``figures`` maps figure names to files beside it."""
+    figures = figures or {}
     meta = exp.meta
     config = meta.get("config", {})
     search = config.get("search", {})
@@ -90,8 +210,9 @@ def render(exp: ExperimentRecord) -> str:
     out.append("")
 
     # 2. Test scores of the winners.
-    if exp.test_scores:
-        splits = list(exp.test_scores[0]["test"])
+    top = [w for w in exp.test_scores if w.get("role", "top") == "top"]
+    if top:
+        splits = list(top[0]["test"])
         header = ["trial", "validation pearson", "validation f1"]
         header += [f"{s} {m}" for s in splits for m in ("pearson", "f1")]
         body = [
@@ -101,16 +222,22 @@ def render(exp: ExperimentRecord) -> str:
                 w["validation"].get("f1", "-"),
             ]
             + [w["test"][s][m] for s in splits for m in ("pearson", "f1")]
-            for w in exp.test_scores
+            for w in top
         ]
-        out += ["## Test scores of the top configurations", "", _table(header, body), ""]
+        out += ["## Test scores of the best configurations", "", _table(header, body), ""]
         if meta.get("best_model"):
             out += [
                 f"The winner is exported to `{meta['best_model']}` (load with `STSModel.from_pretrained`).",
                 "",
             ]
 
-    # 3. Rankings.
+    # 3. What a staged, seeded or comparing method did.
+    out += compare_section(exp, figures)
+    out += seeds_section(exp)
+    if len(exp.stages) > 1:
+        out += stages_section(exp, rows)
+
+    # 4. Rankings.
     out += ["## Ranking by validation F1", "", ranking_table(rows, "f1", params), ""]
     out += ["## Ranking by validation Pearson", "", ranking_table(rows, "pearson", params), ""]
     front = pareto_front(rows)
@@ -126,7 +253,7 @@ def render(exp: ExperimentRecord) -> str:
             "",
         ]
 
-    # 4. Monitoring and reproducibility.
+    # 5. Monitoring and reproducibility.
     tb = meta.get("tensorboard_dir")
     if tb:
         out += [

@@ -28,7 +28,7 @@ def test_optuna_smoke_search_writes_a_ranked_report(smoke_run):
     report = (smoke_run / "report.md").read_text(encoding="utf-8")
     assert "## Ranking by validation F1" in report
     assert "## Ranking by validation Pearson" in report
-    assert "## Test scores of the top configurations" in report
+    assert "## Test scores of the best configurations" in report
     assert f"tensorboard --logdir {smoke_run / 'tensorboard'}" in report
     record = read_experiment(smoke_run)
     assert len(record.trials) == 2

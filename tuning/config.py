@@ -138,6 +138,14 @@ class SearchConfig:
     """Best configurations scored on the test split(s) after the search."""
     seed: int = 42
     """Seed of the searcher."""
+    seeds: int = 3
+    """``seeds`` and ``compare``: training seeds each repeated configuration runs with."""
+    full_grid: bool = False
+    """``grid``: one stage over the Cartesian product of every stage's values, not stage by stage."""
+    from_experiment: str | None = None
+    """``seeds``: repeat the top ``top_k`` configurations of this finished experiment folder."""
+    perturbation_interval: int = 1
+    """``pbt``: epochs between exploit/explore steps."""
 
 
 @dataclass
@@ -155,11 +163,18 @@ class ExperimentConfig:
     space: dict[str, Any] = field(default_factory=dict)
     """Searched hyperparameters (see ``tuning.spaces``): name -> domain spec or fixed value."""
     stages: list[dict[str, Any]] = field(default_factory=list)
-    """Staged methods: one ``{name, space}`` per stage, run in order, each stage's winner fixed."""
+    """Staged methods: one ``{name, space}`` per stage, run in order, each stage's winner fixed
+    for the next; a stage may also set ``scheduler`` and ``num_samples``."""
+    methods: list[str] = field(default_factory=list)
+    """``compare``: the methods to compare, each read from ``<method>.yaml`` beside this file."""
     storage: str = "runs"
     """Root folder (or URI such as ``s3://bucket/path``) of all experiments' results."""
     source_file: str | None = None
     """The search-space file this config was read from."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Command-line values applied on top of the file (``section.field`` -> value)."""
+    smoke_test: bool = False
+    """A test-size run (see :func:`make_smoke`)."""
 
     @property
     def experiment_dir(self) -> str:
@@ -181,7 +196,8 @@ SECTIONS: dict[str, type] = {
     "training": TrainingConfig,
     "search": SearchConfig,
 }
-TOP_LEVEL_KEYS = ("name", "method", "description", "space", "stages", *SECTIONS)
+TOP_LEVEL_KEYS = ("name", "method", "description", "base", "space", "stages", "methods", *SECTIONS)
+STAGE_KEYS = ("name", "space", "scheduler", "num_samples")
 # YAML spellings that are not valid Python identifiers.
 ALIASES = {"lambda": "mtl_lambda"}
 
@@ -275,6 +291,11 @@ def parse_experiment(raw: dict[str, Any], source: str = "<dict>") -> ExperimentC
     if not isinstance(stages, list):
         problems.append(f"{source}: stages: expected a list of {{name, space}} mappings, got {stages!r}.")
         stages = []
+    _check_stages(stages, source, problems)
+    methods = raw.get("methods") or []
+    if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
+        problems.append(f"{source}: methods: expected a list of method names, got {methods!r}.")
+        methods = []
     if problems:
         raise ConfigError("\n".join(problems))
     return ExperimentConfig(
@@ -282,23 +303,71 @@ def parse_experiment(raw: dict[str, Any], source: str = "<dict>") -> ExperimentC
         method=str(raw.get("method") or "optuna"),
         space={ALIASES.get(k, k): _expand(v) for k, v in space.items()},
         stages=_expand(stages),
+        methods=methods,
         source_file=source,
         **sections,
     )
 
 
-def load_experiment(path: str | Path) -> ExperimentConfig:
-    """Read a search-space YAML file into an ExperimentConfig (not yet validated)."""
-    path = Path(path)
+def _check_stages(stages: list[Any], source: str, problems: list[str]) -> None:
+    seen: set[str] = set()
+    for i, stage in enumerate(stages):
+        where = f"{source}: stages[{i}]"
+        if not isinstance(stage, dict):
+            problems.append(f"{where}: expected a mapping with `name` and `space`, got {stage!r}.")
+            continue
+        unknown = sorted(set(stage) - set(STAGE_KEYS))
+        if unknown:
+            problems.append(f"{where}: unknown key(s) {unknown}; accepted keys: {', '.join(STAGE_KEYS)}.")
+        name = stage.get("name")
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+            problems.append(f"{where}: name must be letters, digits, '.', '_' or '-', got {name!r}.")
+        elif name in seen:
+            problems.append(f"{where}: stage name {name!r} is used twice.")
+        else:
+            seen.add(name)
+        if not isinstance(stage.get("space"), dict) or not stage.get("space"):
+            problems.append(f"{where}: space must be a non-empty mapping of hyperparameter -> domain.")
+        if stage.get("scheduler") not in (None, *SCHEDULERS):
+            problems.append(
+                f"{where}: scheduler must be one of {list(SCHEDULERS)}, got {stage['scheduler']!r}."
+            )
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``; sections (mappings) merge key by key, other values replace."""
+    out = dict(base)
+    for key, value in over.items():
+        if key in SECTIONS and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML mapping, with its ``base:`` file (relative to it) merged underneath."""
     if not path.is_file():
         raise ConfigError(
             f"search-space file {str(path)!r} does not exist; pass --space with a YAML file (see search_spaces/)."
         )
+    if path.resolve() in chain:
+        raise ConfigError(f"{path}: `base:` files include each other: {' -> '.join(map(str, chain))}.")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return parse_experiment(raw, str(path))
+    if isinstance(raw, dict) and raw.get("base"):
+        base = _read_yaml(path.parent / str(raw["base"]), (*chain, path.resolve()))
+        base.pop("name", None)
+        raw = _merge(base, {k: v for k, v in raw.items() if k != "base"})
+    return raw
+
+
+def load_experiment(path: str | Path) -> ExperimentConfig:
+    """Read a search-space YAML file (and its ``base:`` file) into an ExperimentConfig (not yet validated)."""
+    path = Path(path)
+    return parse_experiment(_read_yaml(path), str(path))
 
 
 def set_field(config: Any, name: str, value: Any) -> None:
@@ -390,3 +459,46 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 SEARCHERS = ("tpe", "random")
 SCHEDULERS = ("asha", "fifo")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def apply_overrides(exp: ExperimentConfig, overrides: dict[str, Any]) -> None:
+    """Set ``section.field`` values (command-line flags) on top of what the YAML file gave.
+
+    Keys are ``"<section>.<field>"`` (e.g. ``"search.num_samples"``) or a top-level field
+    (``"name"``). The same overrides are applied again to each method a ``compare`` runs.
+    """
+    for key, value in overrides.items():
+        section, _, name = key.rpartition(".")
+        set_field(getattr(exp, section) if section else exp, name, value)
+
+
+# Keys a smoke test never searches: they would make a tiny run slow or meaningless.
+SMOKE_UNSEARCHED = ("num_epochs", "num_hidden_layers", "name_or_path", "max_length")
+
+
+def make_smoke(exp: ExperimentConfig) -> None:
+    """Shrink an experiment to a test-size run that keeps its shape (methods, stages, spaces).
+
+    A 2-layer model built in code, 64 training / 32 validation pairs, 2 epochs, 2 samples and
+    at most 2 values per grid or choice, 2 seeds.
+    """
+    exp.smoke_test = True
+    exp.model.name_or_path, exp.model.num_hidden_layers, exp.model.max_length = "builtin:tiny", None, 64
+    exp.data.train_size, exp.data.validation_size = 64, 32
+    exp.training.num_epochs, exp.training.batch_size, exp.training.logging_steps = 2, 16, 2
+    exp.search.num_samples, exp.search.seeds, exp.search.top_k = 2, 2, min(exp.search.top_k, 2)
+    exp.space = _smoke_space(exp.space)
+    for stage in exp.stages:
+        stage["space"] = _smoke_space(stage.get("space") or {})
+        stage.pop("num_samples", None)
+
+
+def _smoke_space(space: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, spec in space.items():
+        if ALIASES.get(key, key) in SMOKE_UNSEARCHED:
+            continue
+        if isinstance(spec, dict) and isinstance(spec.get("values"), list):
+            spec = {**spec, "values": spec["values"][:2]}
+        out[key] = spec
+    return out

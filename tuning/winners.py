@@ -10,8 +10,7 @@ from typing import Any
 from datasets import DatasetDict
 from transformers import AutoTokenizer
 
-from reports.rank import Row
-from reports.records import TEST_SCORES_FILE, TrialRecord
+from reports.records import TEST_SCORES_FILE, ExperimentRecord, TrialRecord
 from tuning.metrics import compute_all
 from tuning.model import STSModel, predict
 from tuning.trial import TrialSettings
@@ -29,49 +28,59 @@ def load_checkpoint(folder: str) -> tuple[STSModel, Any]:
     return STSModel.from_checkpoint(folder), AutoTokenizer.from_pretrained(folder)
 
 
-def score_top(
-    ranked: list[Row],
-    trials: list[TrialRecord],
-    splits: DatasetDict,
-    metric: str,
-    mode: str,
-    k: int,
-) -> list[dict[str, Any]]:
-    """Score the best ``k`` ranked trials (that kept a checkpoint) on every test split.
+def score_trial(trial: TrialRecord, splits: DatasetDict, metric: str, mode: str) -> dict[str, Any] | None:
+    """A trial's best checkpoint scored on every test split; ``None`` if it kept no checkpoint.
 
     Returns:
-        One record per scored trial: id, stage, params, validation metrics, checkpoint, and
-        ``test``: split name -> metrics.
+        trial id, stage, params, best epoch, validation metrics, checkpoint, and ``test``:
+        split name -> metrics.
     """
-    by_id = {(t.stage, t.trial_id): t for t in trials}
-    scored = []
-    for row in ranked:
-        if len(scored) == k:
+    checkpoint = trial.checkpoint(metric, mode)
+    best = trial.best(metric, mode)
+    if checkpoint is None or best is None:
+        return None
+    settings = TrialSettings.from_dict(json.loads(Path(trial.path, "params.json").read_text()))
+    model, tokenizer = load_checkpoint(checkpoint)
+    test = {}
+    for name in test_splits(splits):
+        split = splits[name]
+        pairs = list(zip(split["sentence1"], split["sentence2"]))
+        scores = predict(model, tokenizer, pairs, settings.model.max_length)
+        test[name] = compute_all(scores, split["label"])
+    return {
+        "trial_id": trial.trial_id,
+        "stage": trial.stage,
+        "params": trial.params,
+        "best_epoch": int(best["epoch"]),
+        "validation": {k: best[k] for k in ("pearson", "f1", "spearman", "mse") if k in best},
+        "checkpoint": checkpoint,
+        "test": test,
+    }
+
+
+def score_winners(
+    record: ExperimentRecord, splits: DatasetDict, metric: str, mode: str, k: int
+) -> list[dict[str, Any]]:
+    """Test scores of the best ``k`` trials by validation ``metric`` (role ``top``) and of every
+    trial of a seed-repeat stage (role ``seeds``), each scored once."""
+    from reports.rank import rank, to_rows
+
+    by_id = {(t.stage, t.trial_id): t for t in record.trials}
+    seeds_stages = {s["stage"] for s in record.stages if s.get("role") == "seeds"}
+    out: list[dict[str, Any]] = []
+    for row in rank(to_rows(record.trials, metric, mode), metric, mode):
+        if sum(s["role"] == "top" for s in out) == k:
             break
-        trial = by_id[(row.stage, row.trial_id)]
-        checkpoint = trial.checkpoint(metric, mode)
-        if checkpoint is None:
-            continue
-        settings = TrialSettings.from_dict(json.loads(Path(trial.path, "params.json").read_text()))
-        model, tokenizer = load_checkpoint(checkpoint)
-        test = {}
-        for name in test_splits(splits):
-            split = splits[name]
-            pairs = list(zip(split["sentence1"], split["sentence2"]))
-            scores = predict(model, tokenizer, pairs, settings.model.max_length)
-            test[name] = compute_all(scores, split["label"])
-        scored.append(
-            {
-                "trial_id": row.trial_id,
-                "stage": row.stage,
-                "params": row.params,
-                "best_epoch": row.best_epoch,
-                "validation": row.metrics,
-                "checkpoint": checkpoint,
-                "test": test,
-            }
-        )
-    return scored
+        scored = score_trial(by_id[(row.stage, row.trial_id)], splits, metric, mode)
+        if scored:
+            out.append({**scored, "role": "top"})
+    done = {(s["stage"], s["trial_id"]) for s in out}
+    for trial in record.trials:
+        if trial.stage in seeds_stages and (trial.stage, trial.trial_id) not in done:
+            scored = score_trial(trial, splits, metric, mode)
+            if scored:
+                out.append({**scored, "role": "seeds"})
+    return out
 
 
 def export_best(winner: dict[str, Any], experiment_dir: str | Path) -> Path:

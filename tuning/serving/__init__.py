@@ -1,4 +1,9 @@
-"""Serving the winner: a similarity REST API and a web page around an exported ``best_model``."""
+"""Serving the winner: a similarity REST API and a web page around an exported ``best_model``.
+
+``scorer`` loads the folder and scores pairs, ``batcher`` groups concurrent requests into one
+forward pass, ``app`` is the FastAPI application and ``serve``, ``page`` renders the web page,
+``launcher`` runs the server in a child process for tests and benchmarks.
+"""
 
 from tuning.serving.app import (
     MAX_BATCH_PAIRS,
@@ -9,7 +14,6 @@ from tuning.serving.app import (
     serve,
 )
 from tuning.serving.batcher import BatchStats, DynamicBatcher
-from tuning.serving.launcher import ServerProcess
 from tuning.serving.scorer import SIMILAR_AT, ServedModel, export_untrained
 
 __all__ = [
@@ -21,7 +25,6 @@ __all__ = [
     "DynamicBatcher",
     "ServeSettings",
     "ServedModel",
-    "ServerProcess",
     "create_app",
     "export_untrained",
     "serve",

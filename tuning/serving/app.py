@@ -137,7 +137,9 @@ def create_app(served: ServedModel, settings: ServeSettings) -> FastAPI:
     )
     template = load_template()
     info = served.describe()
-    summary = f"{info['architecture']} {info['encoder']}, {info['num_hidden_layers']}층 ({served.folder.resolve()})"
+    summary = (
+        f"{info['path']} ({info['architecture']}, {info['encoder']}, 레이어 {info['num_hidden_layers']}개)"
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -67,7 +67,9 @@ class DynamicBatcher:
 
     def __init__(self, score: ScoreFn, max_batch_size: int, max_wait_ms: float) -> None:
         if max_batch_size < 1 or max_wait_ms < 0:
-            raise ValueError(f"need max_batch_size >= 1 and max_wait_ms >= 0, got ({max_batch_size=}, {max_wait_ms=}).")
+            raise ValueError(
+                f"need max_batch_size >= 1 and max_wait_ms >= 0, got ({max_batch_size=}, {max_wait_ms=})."
+            )
         self.score = score
         self.max_batch_size = max_batch_size
         self.max_wait_ms = max_wait_ms
@@ -82,7 +84,11 @@ class DynamicBatcher:
         return self.max_batch_size > 1 and self.max_wait_ms > 0
 
     def settings(self) -> dict[str, Any]:
-        return {"enabled": self.enabled, "max_batch_size": self.max_batch_size, "max_wait_ms": self.max_wait_ms}
+        return {
+            "enabled": self.enabled,
+            "max_batch_size": self.max_batch_size,
+            "max_wait_ms": self.max_wait_ms,
+        }
 
     async def start(self) -> None:
         self._queue = asyncio.Queue()

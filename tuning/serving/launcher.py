@@ -81,7 +81,9 @@ class ServerProcess:
                 pass
             time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"the server did not answer /health in {self.startup_timeout} s:\n{self.log()[-3000:]}")
+        raise RuntimeError(
+            f"the server did not answer /health in {self.startup_timeout} s:\n{self.log()[-3000:]}"
+        )
 
     def stop(self) -> None:
         """Terminate the child by its PID; kill it if it has not exited 10 s later."""

@@ -1,22 +1,24 @@
-"""Tuning methods: each a function of the experiment that runs one or more Ray Tune stages.
+"""A stage: one Ray Tune experiment under ``<storage>/<name>/<stage>/``, recorded in storage.
 
-Every stage is one Ray Tune experiment under ``<storage>/<name>/<stage>/``; what a method
-learns is written to storage (``stage.json``), never handed on in memory, so a report, a later
-stage or a resumed run reads the same files.
+Every method is a sequence of stages. What a stage learns (its winner, where the winner came
+from) is written to ``stage.json`` and read back from there by the next stage, the report and a
+resumed run — never handed on in memory.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
+from ray.tune.search.sample import Domain
 
-from reports.records import STAGE_FILE, TRIALS_FILE
+from reports.rank import rank, to_rows
+from reports.records import STAGE_FILE, TRIALS_FILE, read_trial
 from tuning.config import ExperimentConfig
 from tuning.metrics import MODES
 from tuning.spaces import grid_size, has_grid, to_tune
@@ -29,14 +31,32 @@ def fixed_config(exp: ExperimentConfig) -> dict[str, Any]:
         "model": asdict(exp.model),
         **asdict(exp.training),
         "cpus_per_trial": exp.search.cpus_per_trial,
+        "gpus_per_trial": exp.search.gpus_per_trial,
         "tensorboard_dir": str(Path(exp.experiment_dir, "tensorboard").resolve()),
     }
 
 
-def _searcher(exp: ExperimentConfig, param_space: dict[str, Any]) -> Any:
-    """Optuna's TPE or random sampler, seeded; ``None`` for grids (Tune enumerates them)."""
-    if has_grid(param_space):
-        return None
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON atomically (a crash mid-write never leaves half a file)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_stage(exp: ExperimentConfig, stage: str) -> dict[str, Any]:
+    """A finished stage's record (``stage.json``) from storage."""
+    return json.loads(Path(exp.experiment_dir, stage, STAGE_FILE).read_text(encoding="utf-8"))
+
+
+def trial_data(splits: Any) -> Any:
+    """Only what trials need (train, validation) travels to them."""
+    from datasets import DatasetDict
+
+    return DatasetDict({k: splits[k] for k in ("train", "validation")})
+
+
+def optuna_searcher(exp: ExperimentConfig) -> Any:
+    """Optuna's TPE or random sampler, seeded, as a Tune searcher."""
     import optuna
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
@@ -50,6 +70,20 @@ def _searcher(exp: ExperimentConfig, param_space: dict[str, Any]) -> Any:
     if exp.search.max_concurrent_trials:
         return ConcurrencyLimiter(searcher, max_concurrent=exp.search.max_concurrent_trials)
     return searcher
+
+
+def scheduler_for(exp: ExperimentConfig, kind: str, num_epochs: int) -> Any:
+    """``asha`` (early stopping on the search metric per epoch) or ``fifo`` (every trial to the end)."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if kind == "fifo":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="training_iteration",
+        max_t=num_epochs,
+        grace_period=min(exp.search.grace_period, num_epochs),
+        reduction_factor=exp.search.reduction_factor,
+    )
 
 
 class TrialLog(Callback):
@@ -101,17 +135,18 @@ def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def _scheduler(exp: ExperimentConfig, num_epochs: int) -> Any:
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+def _max_epochs(param_space: dict[str, Any], default: int) -> int:
+    """The scheduler's horizon: the largest number of epochs any trial may train."""
+    from ray.tune.search.sample import Categorical, Integer
 
-    if exp.search.scheduler == "fifo":
-        return FIFOScheduler()
-    return ASHAScheduler(
-        time_attr="training_iteration",
-        max_t=num_epochs,
-        grace_period=min(exp.search.grace_period, num_epochs),
-        reduction_factor=exp.search.reduction_factor,
-    )
+    value = param_space.get("num_epochs", default)
+    if isinstance(value, dict):  # a grid
+        return int(max(value["grid_search"]))
+    if isinstance(value, Categorical):
+        return int(max(value.categories))
+    if isinstance(value, Integer):
+        return int(value.upper) - 1  # Tune's randint excludes its upper bound
+    return int(value)
 
 
 def run_stage(
@@ -119,10 +154,14 @@ def run_stage(
     stage: str,
     space: dict[str, Any],
     data: Any,
+    *,
     base: dict[str, Any] | None = None,
     num_samples: int | None = None,
+    scheduler: str | Any | None = None,
+    searcher: Any = "auto",
+    extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Run one Ray Tune experiment and record it in ``<stage>/stage.json``.
+    """Run one Ray Tune experiment, then record its winner in ``<stage>/stage.json``.
 
     Args:
         exp: the experiment (search settings, storage).
@@ -130,7 +169,10 @@ def run_stage(
         space: hyperparameter -> fixed value or domain spec (``tuning.spaces``).
         data: the loaded splits, put once into Ray's object store for every trial.
         base: the fixed trial config; defaults to :func:`fixed_config`.
-        num_samples: trials to sample (grids: repeats); defaults to ``search.num_samples``.
+        num_samples: trials to sample (grids: repeats); default 1 for grids, else ``search.num_samples``.
+        scheduler: ``asha``, ``fifo`` or a Tune scheduler object; default ``search.scheduler``.
+        searcher: ``auto`` (Optuna for sampled spaces, none for grids), or a Tune searcher / None.
+        extra: more facts to record in ``stage.json`` (e.g. where carried values came from).
 
     Returns:
         The stage's folder in storage.
@@ -139,17 +181,18 @@ def run_stage(
 
     from tuning.trial import train_trial
 
-    where = f"{exp.source_file or 'space'}: {stage}: "
-    param_space = {**(base or fixed_config(exp)), **to_tune(space, where)}
-    num_epochs = (
-        int(param_space["num_epochs"])
-        if not isinstance(param_space["num_epochs"], dict)
-        else max(param_space["num_epochs"].get("grid_search", [exp.training.num_epochs]))
-    )
+    searched = to_tune(space, f"{exp.source_file}: {stage}: ")
+    param_space = {**(base or fixed_config(exp)), **searched}
+    num_epochs = _max_epochs(param_space, exp.training.num_epochs)
     metric, mode = exp.search.metric, MODES[exp.search.metric]
-    samples = num_samples or (1 if has_grid(param_space) else exp.search.num_samples)
+    grid = has_grid(param_space)
+    samples = num_samples or (1 if grid else exp.search.num_samples)
+    if searcher == "auto":
+        sampled = any(isinstance(v, Domain) for v in searched.values())
+        searcher = optuna_searcher(exp) if sampled and not grid else None
+    sched = scheduler or exp.search.scheduler
     stage_dir = Path(exp.experiment_dir, stage).resolve()
-    record = {
+    record: dict[str, Any] = {
         "stage": stage,
         "searched": sorted(k for k in space if isinstance(space[k], dict)),
         "space": space,
@@ -157,9 +200,13 @@ def run_stage(
         "mode": mode,
         "num_epochs": num_epochs,
         "planned_trials": samples * grid_size(param_space),
-        "searcher": "grid" if has_grid(param_space) else exp.search.searcher,
-        "scheduler": exp.search.scheduler,
+        "searcher": "grid" if grid else type(searcher).__name__ if searcher else "random",
+        "scheduler": sched if isinstance(sched, str) else type(sched).__name__,
+        "cpus_per_trial": exp.search.cpus_per_trial,
+        "gpus_per_trial": exp.search.gpus_per_trial,
         "status": "running",
+        "started": time.time(),
+        **(extra or {}),
     }
     stage_dir.mkdir(parents=True, exist_ok=True)
     write_json(stage_dir / STAGE_FILE, record)
@@ -172,8 +219,8 @@ def run_stage(
         tune_config=tune.TuneConfig(
             metric=metric,
             mode=mode,
-            search_alg=_searcher(exp, param_space),
-            scheduler=_scheduler(exp, num_epochs),
+            search_alg=searcher,
+            scheduler=scheduler_for(exp, sched, num_epochs) if isinstance(sched, str) else sched,
             num_samples=samples,
             max_concurrent_trials=exp.search.max_concurrent_trials,
             trial_name_creator=lambda trial: f"{stage}_{trial.trial_id}",
@@ -194,38 +241,47 @@ def run_stage(
     # Tune returns normally when interrupted (Ctrl-C) after saving its state.
     ended = results.num_terminated + results.num_errors
     record["status"] = "done" if ended == len(results) else "interrupted"
+    record["ended"] = time.time()
+    record["winner"] = stage_winner(stage_dir, record)
     write_json(stage_dir / STAGE_FILE, record)
     return stage_dir
 
 
-def write_json(path: Path, payload: Any) -> None:
-    """Write JSON atomically (a crash mid-write never leaves half a file)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+def stage_winner(stage_dir: Path, record: dict[str, Any]) -> dict[str, Any] | None:
+    """The stage's best trial by its metric, read back from storage; ties go to the lower trial id."""
+    ended = json.loads((stage_dir / TRIALS_FILE).read_text()) if (stage_dir / TRIALS_FILE).is_file() else {}
+    trials = [
+        read_trial(d, record, ended) for d in sorted(stage_dir.iterdir()) if (d / "params.json").is_file()
+    ]
+    ranked = [
+        r
+        for r in rank(to_rows(trials, record["metric"], record["mode"]), record["metric"], record["mode"])
+        if r.metrics
+    ]
+    if not ranked:
+        return None
+    best = ranked[0]
+    return {
+        "trial_id": best.trial_id,
+        "params": best.params,
+        "metric": record["metric"],
+        "value": best.metrics[record["metric"]],
+        "best_epoch": best.best_epoch,
+        "config_file": str(
+            next(d for d in stage_dir.iterdir() if d.name.endswith(best.trial_id)) / "params.json"
+        ),
+    }
 
 
-def trial_data(splits: Any) -> Any:
-    """Only what trials need (train, validation) travels to them."""
-    from datasets import DatasetDict
-
-    return DatasetDict({k: splits[k] for k in ("train", "validation")})
+class StageInterrupted(RuntimeError):
+    """A stage ended before all its trials did (Ctrl-C): later stages must not start."""
 
 
-def optuna_method(exp: ExperimentConfig, splits: Any) -> list[Path]:
-    """Optuna TPE (or random) sampling with ASHA early stopping, one stage."""
-    if not exp.space:
-        raise ValueError(f"the optuna method needs a `space:` to search in {exp.source_file}.")
-    return [run_stage(exp, "optuna", exp.space, trial_data(splits))]
-
-
-METHODS: dict[str, Callable[[ExperimentConfig, Any], list[Path]]] = {
-    "optuna": optuna_method,
-}
-
-
-def get_method(name: str) -> Callable[[ExperimentConfig, Any], list[Path]]:
-    """The method called ``name``; unknown names fail with the list of known ones."""
-    if name not in METHODS:
-        raise ValueError(f"method must be one of {sorted(METHODS)}. Got: {name!r}.")
-    return METHODS[name]
+def require_done(exp: ExperimentConfig, stage: str) -> dict[str, Any]:
+    """The stage's record if it finished with a winner; else stop the method."""
+    record = read_stage(exp, stage)
+    if record.get("status") != "done":
+        raise StageInterrupted(f"stage {stage} was interrupted; later stages were not started.")
+    if not record.get("winner"):
+        raise StageInterrupted(f"stage {stage} has no trial with a {record['metric']} result (all failed?).")
+    return record

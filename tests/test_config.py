@@ -1,0 +1,353 @@
+"""Tests of tuning.config: parsing, coercion, ${SHARED}, file errors, validation, shipped files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tuning.config import (
+    SHARED_ENV,
+    ConfigError,
+    ExperimentConfig,
+    TrainingConfig,
+    load_experiment,
+    parse_experiment,
+    shared_dir,
+    validate,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED = sorted(REPO.glob("search_spaces/**/*.yaml"))
+
+
+def write(tmp_path: Path, text: str, name: str = "space.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --- shipped files ---------------------------------------------------------------------------
+
+
+def test_search_spaces_folder_ships_files() -> None:
+    assert SHIPPED, "no search_spaces/**/*.yaml found"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[str(p.relative_to(REPO)) for p in SHIPPED])
+def test_shipped_file_loads_and_validates(path: Path) -> None:
+    exp = load_experiment(path)
+    validate(exp)
+    assert exp.source_file == str(path)
+
+
+# --- parse_experiment ------------------------------------------------------------------------
+
+
+def test_empty_mapping_gives_defaults_named_after_source() -> None:
+    exp = parse_experiment({}, "dir/my-space.yaml")
+    assert exp.name == "my-space"
+    assert exp.method == "optuna"
+    assert exp.training == TrainingConfig()
+    assert exp.space == {}
+    assert exp.stages == []
+
+
+def test_values_from_every_section_are_read() -> None:
+    exp = parse_experiment(
+        {
+            "name": "x",
+            "method": "grid",
+            "description": "free text, ignored",
+            "data": {"source": "files", "train": "t.tsv", "extra_test": {"klue": "k.json"}},
+            "model": {"name_or_path": "builtin:tiny", "architecture": "bi", "num_hidden_layers": 2},
+            "training": {"batch_size": 16, "standardize_targets": False},
+            "search": {"metric": "f1", "gpus_per_trial": 0.5},
+            "space": {"seed": 1},
+            "stages": [{"name": "a", "space": {"seed": 2}}],
+        }
+    )
+    assert (exp.name, exp.method) == ("x", "grid")
+    assert (exp.data.source, exp.data.train, exp.data.extra_test) == ("files", "t.tsv", {"klue": "k.json"})
+    assert (exp.model.architecture, exp.model.num_hidden_layers) == ("bi", 2)
+    assert (exp.training.batch_size, exp.training.standardize_targets) == (16, False)
+    assert (exp.search.metric, exp.search.gpus_per_trial) == ("f1", 0.5)
+    assert exp.space == {"seed": 1}
+    assert exp.stages == [{"name": "a", "space": {"seed": 2}}]
+
+
+def test_top_level_that_is_not_a_mapping_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"f\.yaml: expected a YAML mapping at the top level, got list"):
+        parse_experiment([1, 2], "f.yaml")  # type: ignore[arg-type]
+
+
+def test_unknown_top_level_key_names_it_and_the_accepted_keys() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_experiment({"trainig": {}}, "f.yaml")
+    message = str(err.value)
+    assert "f.yaml: unknown top-level key 'trainig'" in message
+    accepted = message.split("accepted keys: ", 1)[1].rstrip(".").split(", ")
+    assert {"name", "method", "space", "stages", "data", "model", "training", "search"} <= set(accepted)
+
+
+def test_unknown_section_key_names_it_and_lists_the_section_fields() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_experiment({"search": {"num_sample": 3}}, "f.yaml")
+    message = str(err.value)
+    assert "f.yaml: search: unknown key 'num_sample'" in message
+    assert "accepted keys: metric, num_samples, searcher, scheduler," in message
+
+
+def test_several_problems_are_reported_in_one_error() -> None:
+    raw = {
+        "bogus": 1,
+        "model": {"archtecture": "bi"},
+        "training": {"learning_rate": "fast", "batch_size": 2.5},
+        "search": "asha",
+        "space": [1],
+        "stages": {"a": 1},
+    }
+    with pytest.raises(ConfigError) as err:
+        parse_experiment(raw, "f.yaml")
+    message = str(err.value)
+    for expected in (
+        "unknown top-level key 'bogus'",
+        "model: unknown key 'archtecture'",
+        "training: learning_rate must be a number",
+        "training: batch_size must be a whole number, got 2.5",
+        "search: expected a mapping of SearchConfig fields, got 'asha'",
+        "space: expected a mapping of hyperparameter -> domain, got [1]",
+        "stages: expected a list of {name, space} mappings",
+    ):
+        assert expected in message
+
+
+def test_yaml_1_1_exponent_string_becomes_a_float(tmp_path: Path) -> None:
+    # PyYAML (YAML 1.1) reads `1e-5` without a dot as the string "1e-5".
+    exp = load_experiment(write(tmp_path, "training:\n  learning_rate: 1e-5\n  num_epochs: '3'\n"))
+    assert exp.training.learning_rate == 1e-5
+    assert isinstance(exp.training.learning_rate, float)
+    assert exp.training.num_epochs == 3
+    assert isinstance(exp.training.num_epochs, int)
+
+
+def test_int_for_a_float_field_becomes_a_float() -> None:
+    exp = parse_experiment({"training": {"weight_decay": 0}}, "f.yaml")
+    assert exp.training.weight_decay == 0.0
+    assert isinstance(exp.training.weight_decay, float)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "expected"),
+    [
+        ("training", "learning_rate", "fast", "training: learning_rate must be a number (float), got 'fast'"),
+        ("training", "learning_rate", True, "training: learning_rate must be a number (float), got True"),
+        ("training", "batch_size", 2.5, "training: batch_size must be a whole number, got 2.5"),
+        ("training", "standardize_targets", "yes", "training: standardize_targets must be true or false"),
+        ("training", "loss", 3, "training: loss must be a string, got 3"),
+        ("data", "extra_test", ["a"], "data: extra_test must be a mapping, got ['a']"),
+        ("training", "seed", None, "training: seed must be set (int), got null"),
+    ],
+    ids=["non-number", "bool-as-number", "non-whole-int", "non-bool", "non-string", "non-mapping", "null"],
+)
+def test_wrongly_typed_value_is_refused_naming_the_field(
+    section: str, key: str, value: object, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_experiment({section: {key: value}}, "f.yaml")
+    assert f"f.yaml: {expected}" in str(err.value)
+
+
+def test_null_for_an_optional_field_keeps_none() -> None:
+    exp = parse_experiment({"data": {"train_size": None}, "search": {"max_concurrent_trials": None}})
+    assert exp.data.train_size is None
+    assert exp.search.max_concurrent_trials is None
+
+
+def test_yaml_key_lambda_sets_mtl_lambda(tmp_path: Path) -> None:
+    exp = load_experiment(write(tmp_path, "training:\n  lambda: 0.3\nspace:\n  lambda: 0.7\n"))
+    assert exp.training.mtl_lambda == 0.3
+    assert exp.space == {"mtl_lambda": 0.7}
+
+
+# --- ${SHARED} and shared_dir ----------------------------------------------------------------
+
+
+def test_shared_dir_reads_the_environment_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(SHARED_ENV, str(tmp_path))
+    assert shared_dir() == tmp_path.resolve()
+
+
+@pytest.mark.parametrize("value", [None, ""], ids=["unset", "empty"])
+def test_shared_dir_defaults_to_the_folder_beside_the_repo(
+    monkeypatch: pytest.MonkeyPatch, value: str | None
+) -> None:
+    if value is None:
+        monkeypatch.delenv(SHARED_ENV, raising=False)
+    else:
+        monkeypatch.setenv(SHARED_ENV, value)
+    assert shared_dir() == (REPO.parent / "shared").resolve()
+
+
+def test_shared_placeholder_is_expanded_in_sections_space_and_stages(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(SHARED_ENV, str(tmp_path))
+    root = str(tmp_path.resolve())
+    exp = parse_experiment(
+        {
+            "model": {"name_or_path": "${SHARED}/models/m"},
+            "data": {"extra_test": {"klue": "${SHARED}/data/k.json"}},
+            "space": {"name_or_path": {"type": "choice", "values": ["${SHARED}/a", "b"]}},
+            "stages": [{"name": "s", "space": {"name_or_path": "${SHARED}/c"}}],
+        },
+        "f.yaml",
+    )
+    assert exp.model.name_or_path == f"{root}/models/m"
+    assert exp.data.extra_test == {"klue": f"{root}/data/k.json"}
+    assert exp.space == {"name_or_path": {"type": "choice", "values": [f"{root}/a", "b"]}}
+    assert exp.stages == [{"name": "s", "space": {"name_or_path": f"{root}/c"}}]
+
+
+# --- load_experiment file errors -------------------------------------------------------------
+
+
+def test_missing_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match="does not exist") as err:
+        load_experiment(path)
+    assert str(path) in str(err.value)
+
+
+def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "training: {learning_rate: [1\n")
+    with pytest.raises(ConfigError, match="not valid YAML") as err:
+        load_experiment(path)
+    assert str(err.value).startswith(f"{path}: ")
+
+
+def test_problem_in_a_file_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "trainig: {}\n")
+    with pytest.raises(ConfigError) as err:
+        load_experiment(path)
+    assert str(err.value).startswith(f"{path}: unknown top-level key 'trainig'")
+
+
+# --- validate --------------------------------------------------------------------------------
+
+
+def test_defaults_validate() -> None:
+    validate(ExperimentConfig())
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "value"),
+    [
+        ("training", "warmup_ratio", 0.0),
+        ("training", "alpha", 1.0),
+        ("training", "weight_decay", 0.0),
+        ("training", "mtl_lambda", 0.0),
+        ("model", "max_length", 8),
+        ("model", "num_hidden_layers", 1),
+        ("search", "gpus_per_trial", 0.5),
+        ("search", "gpus_per_trial", 2.0),
+        ("search", "reduction_factor", 2),
+        ("search", "max_failures", 0),
+        ("search", "metric", "mse"),
+        ("data", "validation_fraction", 0.5),
+    ],
+)
+def test_boundary_values_are_accepted(section: str, field: str, value: object) -> None:
+    exp = ExperimentConfig()
+    setattr(getattr(exp, section), field, value)
+    validate(exp)
+
+
+INVALID = [
+    ("training", "learning_rate", 0.0, "training.learning_rate must be > 0, got 0.0"),
+    ("training", "batch_size", 0, "training.batch_size must be >= 1, got 0"),
+    ("training", "num_epochs", 0, "training.num_epochs must be >= 1, got 0"),
+    ("training", "weight_decay", -0.1, "training.weight_decay must be >= 0, got -0.1"),
+    ("training", "warmup_ratio", 1.0, "training.warmup_ratio must be in [0, 1), got 1.0"),
+    ("training", "alpha", 1.5, "training.alpha must be in [0, 1], got 1.5"),
+    ("training", "mtl_lambda", -1.0, "training.lambda must be >= 0, got -1.0"),
+    (
+        "training",
+        "head",
+        "pairwise",
+        "training.head must be one of ['regression', 'multitask'], got 'pairwise'",
+    ),
+    ("training", "precision", "fp8", "training.precision must be one of ['fp32', 'bf16', 'fp16'], got 'fp8'"),
+    ("model", "architecture", "siamese", "model.architecture must be one of ['cross', 'bi'], got 'siamese'"),
+    ("model", "max_length", 7, "model.max_length must be >= 8, got 7"),
+    ("model", "num_hidden_layers", 0, "model.num_hidden_layers must be >= 1 or null, got 0"),
+    ("search", "num_samples", 0, "search.num_samples must be >= 1, got 0"),
+    ("search", "searcher", "grid", "search.searcher must be one of ['tpe', 'random'], got 'grid'"),
+    ("search", "scheduler", "pbt", "search.scheduler must be one of ['asha', 'fifo'], got 'pbt'"),
+    ("search", "grace_period", 0, "search.grace_period must be >= 1, got 0"),
+    ("search", "reduction_factor", 1, "search.reduction_factor must be >= 2, got 1"),
+    ("search", "cpus_per_trial", 0.0, "search.cpus_per_trial (--cpus-per-trial) must be > 0, got 0.0"),
+    ("search", "gpus_per_trial", -1.0, "search.gpus_per_trial (--gpus-per-trial) must be >= 0, got -1.0"),
+    ("search", "gpus_per_trial", 1.5, "search.gpus_per_trial above 1 must be a whole number, got 1.5"),
+    ("search", "top_k", 0, "search.top_k must be >= 1, got 0"),
+    ("search", "max_failures", -1, "search.max_failures must be >= 0, got -1"),
+    ("data", "validation_fraction", 0.0, "data.validation_fraction must be in (0, 1), got 0.0"),
+    ("data", "validation_fraction", 1.0, "data.validation_fraction must be in (0, 1), got 1.0"),
+]
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "value", "expected"),
+    INVALID,
+    ids=[f"{s}.{f}={v}" for s, f, v, _ in INVALID],
+)
+def test_invalid_value_is_reported_naming_the_field(
+    section: str, field: str, value: object, expected: str
+) -> None:
+    exp = ExperimentConfig()
+    setattr(getattr(exp, section), field, value)
+    with pytest.raises(ConfigError) as err:
+        validate(exp)
+    message = str(err.value)
+    assert message.startswith("1 problem(s):")
+    assert expected in message
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "value", "known"),
+    [
+        ("training", "loss", "huber", "'corr_mae'"),
+        ("training", "lr_schedule", "exp", "'cosine'"),
+        ("search", "metric", "accuracy", "'spearman'"),
+    ],
+)
+def test_registry_name_outside_the_registry_lists_the_known_names(
+    section: str, field: str, value: str, known: str
+) -> None:
+    exp = ExperimentConfig()
+    setattr(getattr(exp, section), field, value)
+    with pytest.raises(ConfigError) as err:
+        validate(exp)
+    message = str(err.value)
+    assert f"{section}.{field} must be one of [" in message
+    assert known in message
+    assert f"got {value!r}" in message
+
+
+@pytest.mark.parametrize("name", ["has space", "a/b", ""])
+def test_invalid_experiment_name_is_reported(name: str) -> None:
+    with pytest.raises(ConfigError, match=r"name must be letters, digits, '\.', '_' or '-'"):
+        validate(ExperimentConfig(name=name))
+
+
+def test_validate_reports_every_problem_at_once_naming_the_file() -> None:
+    exp = ExperimentConfig(source_file="f.yaml")
+    exp.training.learning_rate = -1.0
+    exp.model.architecture = "siamese"
+    exp.search.top_k = 0
+    with pytest.raises(ConfigError) as err:
+        validate(exp)
+    message = str(err.value)
+    assert message.startswith("3 problem(s) in f.yaml:\n- ")
+    for field in ("training.learning_rate", "model.architecture", "search.top_k"):
+        assert field in message

@@ -1,0 +1,54 @@
+"""Tuning methods: the registry of name -> function(experiment, splits, prefix) -> stage folders.
+
+Every method is a sequence of Ray Tune stages (``_stage.run_stage``) whose results, winners
+and provenance are written to storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tuning.config import ConfigError, ExperimentConfig
+from tuning.methods._stage import StageInterrupted, fixed_config, run_stage, trial_data, write_json
+from tuning.methods.baseline import baseline_method
+from tuning.methods.compare import compare_method
+from tuning.methods.optuna import optuna_method
+from tuning.methods.pbt import pbt_method
+from tuning.methods.seeds import seeds_method
+from tuning.methods.staged import ablation_method, grid_method
+
+Method = Callable[..., list[Path]]
+
+METHODS: dict[str, Method] = {
+    "optuna": optuna_method,
+    "ablation": ablation_method,
+    "grid": grid_method,
+    "baseline": baseline_method,
+    "seeds": seeds_method,
+    "pbt": pbt_method,
+    "compare": compare_method,
+}
+
+__all__ = [
+    "METHODS",
+    "StageInterrupted",
+    "fixed_config",
+    "get_method",
+    "run_stage",
+    "trial_data",
+    "write_json",
+]
+
+
+def get_method(name: str) -> Method:
+    """The method called ``name``; unknown names fail with the list of known ones."""
+    if name not in METHODS:
+        raise ConfigError(f"method must be one of {sorted(METHODS)}. Got: {name!r}.")
+    return METHODS[name]
+
+
+def run_method(exp: ExperimentConfig, splits: Any) -> list[Path]:
+    """Run the experiment's method; returns the stage folders it wrote."""
+    return get_method(exp.method)(exp, splits)
