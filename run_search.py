@@ -11,6 +11,7 @@ Precedence: dataclass defaults < search-space YAML (--space / --profile) < flags
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -56,6 +57,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--top-k", type=int, help="best configurations scored on the test split(s) (default 3)")
     p.add_argument(
         "--address", help="an existing Ray cluster (`auto`, `ray://host:10001`); default: start Ray here"
+    )
+    p.add_argument(
+        "--resume", metavar="DIR", help="continue an interrupted experiment <storage>/<name> where it stopped"
     )
     p.add_argument(
         "--full-grid", action="store_true", help="grid: one stage over every stage's values at once"
@@ -186,12 +190,12 @@ def machine() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import ray
-
     from tuning.data import fingerprint, load_splits
-    from tuning.methods import StageInterrupted, fixed_config, run_method, write_json
+    from tuning.methods import fixed_config, write_json
 
     started = time.time()
+    if args.resume:
+        return resume(args, started)
     exp = build_experiment(args)
     exp_dir = Path(exp.experiment_dir)
     print(f"[run_search] experiment {exp.name}: method {exp.method}, space {exp.source_file}", flush=True)
@@ -212,6 +216,48 @@ def run(args: argparse.Namespace) -> int:
     }
     write_json(exp_dir / "experiment.json", meta)
     print(f"[run_search] resolved config saved to {exp_dir / 'experiment.json'}", flush=True)
+    return search(args, exp, splits, meta, started)
+
+
+def resume(args: argparse.Namespace, started: float) -> int:
+    """Continue ``--resume DIR`` from storage: done stages are skipped, the cut one restored."""
+    from reports.records import EXPERIMENT_FILE
+    from tuning.config import ConfigError, experiment_from_dict
+    from tuning.data import fingerprint, load_splits
+
+    exp_dir = Path(args.resume).resolve()
+    meta_file = exp_dir / EXPERIMENT_FILE
+    if not meta_file.is_file():
+        raise ConfigError(
+            f"--resume {args.resume}: no {EXPERIMENT_FILE} there; pass an experiment folder <storage>/<name>."
+        )
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    if meta.get("finished"):
+        print(
+            f"[run_search] {exp_dir} already finished; nothing to resume (report: {exp_dir / 'report.md'})."
+        )
+        return 0
+    exp = experiment_from_dict(meta["config"])
+    exp.storage, exp.name = str(exp_dir.parent), exp_dir.name
+    splits = load_splits(exp.data)
+    if fingerprint(splits) != meta["data_fingerprint"]:
+        raise ConfigError(
+            f"the data changed since {exp.name} started (fingerprint {fingerprint(splits)} != {meta['data_fingerprint']}); "
+            "resuming would mix results of different data. Start a new experiment instead."
+        )
+    meta.setdefault("resumed", []).append(time.strftime("%Y-%m-%d %H:%M:%S"))
+    print(f"[run_search] resuming {exp.name}: method {exp.method}", flush=True)
+    spent = meta.get("search_wall_time_s", 0.0)
+    return search(args, exp, splits, meta, started - spent)
+
+
+def search(args: argparse.Namespace, exp: Any, splits: Any, meta: dict[str, Any], started: float) -> int:
+    """Run the method on Ray (started here, or the cluster at ``--address``), then conclude."""
+    import ray
+
+    from tuning.methods import StageInterrupted, run_method, write_json
+
+    exp_dir = Path(exp.experiment_dir)
 
     # On an existing cluster, this checkout's packages travel with the job (Ray's py_modules):
     # trials on every node import the driver's exact code, however the driver got there.
@@ -250,6 +296,7 @@ def conclude(exp: Any, splits: Any, meta: dict[str, Any], started: float) -> int
     if top:
         meta["best_model"] = str(export_best(top[0], exp_dir))
     meta["wall_time_s"] = time.time() - started
+    meta["finished"] = all(s.get("status") == "done" for s in record.stages)
     write_json(exp_dir / "experiment.json", meta)
     report = write_report(exp_dir)
     print(f"[run_search] report: {report}", flush=True)

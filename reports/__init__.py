@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reports.figures import compare_chart
+from reports.disk import measure
+from reports.figures import (
+    FIGURE_FILES,
+    compare_chart,
+    importance_chart,
+    learning_curves,
+    pareto_scatter,
+)
+from reports.importance import experiment_importances
 from reports.rank import Row, pareto_front, rank, to_rows
 from reports.records import ExperimentRecord, TrialRecord, read_experiment
 from reports.render import render
@@ -25,13 +33,27 @@ __all__ = [
 ]
 
 
+def write_figures(record: ExperimentRecord) -> dict[str, str]:
+    """Draw every figure the record has data for beside ``report.md``; name -> file name."""
+    folder = record.path
+    metric = record.meta.get("config", {}).get("search", {}).get("metric", "pearson")
+    rows = to_rows(record.trials, metric, "min" if metric == "mse" else "max")
+    drawn = {
+        "compare": compare_chart(method_rows(record), folder),
+        "pareto": pareto_scatter(rows, pareto_front(rows), folder),
+        "importance": importance_chart(experiment_importances(record), folder),
+        "curves": learning_curves(record.trials, [s["stage"] for s in record.stages], folder),
+    }
+    return {name: file for name, file in drawn.items() if file}
+
+
 def write_report(experiment_dir: str | Path) -> Path:
-    """Rebuild ``<experiment>/report.md`` from what storage holds; returns its path."""
+    """Rebuild ``<experiment>/report.md`` and its figures from what storage holds; returns its path."""
     record = read_experiment(experiment_dir)
-    figures = {}
-    chart = compare_chart(method_rows(record), experiment_dir)
-    if chart:
-        figures["compare"] = chart
+    # Measured before anything is written, without the report's own files: a rebuilt report
+    # states the same size.
+    record.disk = measure(experiment_dir, skip=(REPORT_FILE, *FIGURE_FILES))
+    figures = write_figures(record)
     path = Path(experiment_dir, REPORT_FILE)
     path.write_text(render(record, figures), encoding="utf-8")
     return path

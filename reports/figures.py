@@ -1,11 +1,165 @@
-"""Figures beside ``report.md``: PNG files written with matplotlib (Agg, no display)."""
+"""Figures beside ``report.md``: PNG files written with matplotlib (Agg, no display).
+
+Each function draws from what the report already computed (records, rows, importances) and
+returns the file name it wrote in ``folder``, or ``None`` when there is nothing to draw. The
+names are fixed, so rebuilding a report rewrites the same files and links.
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
+from reports.importance import METRICS, Importance
+from reports.rank import Row
+from reports.records import TrialRecord
+
 COMPARE_PNG = "compare.png"
+CURVES_PNG = "learning_curves.png"
+PARETO_PNG = "pareto.png"
+IMPORTANCE_PNG = "importance.png"
+FIGURE_FILES = (COMPARE_PNG, CURVES_PNG, PARETO_PNG, IMPORTANCE_PNG)
+
+# How each way a trial ended is marked at its last epoch: (marker, colour, legend text).
+END_MARKERS = {
+    "finished": ("o", None, "finished"),
+    "stopped": ("X", "tab:red", "stopped early by ASHA"),
+    "failed": ("v", "black", "failed"),
+    "incomplete": ("s", "tab:gray", "incomplete"),
+}
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _panels(plt: Any, n: int, width: float, height: float) -> tuple[Any, list[Any]]:
+    """A figure of ``n`` panels, at most 3 a row; unused cells hidden."""
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def _save(plt: Any, fig: Any, folder: str | Path, name: str) -> str:
+    fig.tight_layout()
+    fig.savefig(Path(folder, name), dpi=110)
+    plt.close(fig)
+    return name
+
+
+def learning_curves(
+    trials: list[TrialRecord], stages: list[str], folder: str | Path, metric: str = "pearson"
+) -> str | None:
+    """Validation ``metric`` per epoch, one line per trial and one panel per stage; the last
+    epoch is marked by how the trial ended (ASHA stops as red crosses)."""
+    by_stage = {
+        s: [t for t in trials if t.stage == s and any(e.get(metric) is not None for e in t.epochs)]
+        for s in stages
+    }
+    by_stage = {s: ts for s, ts in by_stage.items() if ts}
+    if not by_stage:
+        return None
+    plt = _pyplot()
+    from matplotlib.lines import Line2D
+
+    fig, axes = _panels(plt, len(by_stage), 4.6, 3.3)
+    seen: set[str] = set()
+    for ax, (stage, stage_trials) in zip(axes, by_stage.items()):
+        for t in sorted(stage_trials, key=lambda t: t.trial_id):
+            points = [(e["epoch"], e[metric]) for e in t.epochs if e.get(metric) is not None]
+            (line,) = ax.plot(*zip(*points), linewidth=1.2, alpha=0.85)
+            marker, colour, _ = END_MARKERS.get(t.status, END_MARKERS["incomplete"])
+            ax.plot(*points[-1], marker=marker, color=colour or line.get_color(), markersize=7, zorder=3)
+            seen.add(t.status if t.status in END_MARKERS else "incomplete")
+        ax.set_title(f"{stage} ({len(stage_trials)} trials)", fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"validation {metric}")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.ticklabel_format(axis="y", useOffset=False)
+        ax.grid(alpha=0.3)
+    handles = [
+        Line2D([], [], linestyle="", marker=m, color=c or "dimgray", label=text)
+        for status, (m, c, text) in END_MARKERS.items()
+        if status in seen
+    ]
+    axes[0].legend(handles=handles, fontsize=7, loc="lower right")
+    return _save(plt, fig, folder, CURVES_PNG)
+
+
+def pareto_scatter(rows: list[Row], front: list[Row], folder: str | Path) -> str | None:
+    """Validation Pearson against F1 of every trial (its kept epoch), the Pareto front drawn as a
+    line through its trials and labelled with their ids."""
+    scored = [r for r in rows if "pearson" in r.metrics and "f1" in r.metrics]
+    if not scored:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 4.2))
+    on_front = {(r.stage, r.trial_id) for r in front}
+    rest = [r for r in scored if (r.stage, r.trial_id) not in on_front]
+    ax.scatter(
+        [r.metrics["pearson"] for r in rest],
+        [r.metrics["f1"] for r in rest],
+        s=22,
+        color="tab:gray",
+        alpha=0.6,
+        label="trial",
+    )
+    ordered = sorted(front, key=lambda r: r.metrics["pearson"])
+    xs, ys = [r.metrics["pearson"] for r in ordered], [r.metrics["f1"] for r in ordered]
+    ax.plot(xs, ys, color="tab:red", linewidth=1, alpha=0.6)
+    ax.scatter(xs, ys, s=46, color="tab:red", zorder=3, label="Pareto front")
+    for r in ordered:
+        ax.annotate(
+            r.trial_id,
+            (r.metrics["pearson"], r.metrics["f1"]),
+            fontsize=7,
+            xytext=(4, 3),
+            textcoords="offset points",
+        )
+    ax.set_xlabel("validation Pearson")
+    ax.set_ylabel("validation F1")
+    ax.ticklabel_format(useOffset=False)
+    ax.margins(0.12)  # room for the labels of the front's outer trials
+    ax.set_title("Each trial's kept epoch: Pearson and F1", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(plt, fig, folder, PARETO_PNG)
+
+
+def importance_chart(importances: list[Importance], folder: str | Path) -> str | None:
+    """Horizontal bars: each varied hyperparameter's importance for Pearson and F1, a panel per
+    stage with importances."""
+    done = [imp for imp in importances if imp.values]
+    if not done:
+        return None
+    plt = _pyplot()
+    height = 1.6 + 0.45 * max(len(imp.params) for imp in done)
+    fig, axes = _panels(plt, len(done), 4.8, height)
+    width = 0.8 / len(METRICS)
+    for ax, imp in zip(axes, done):
+        ys = range(len(imp.params))
+        for i, metric in enumerate(METRICS):
+            if metric in imp.values:
+                values = [imp.values[metric].get(p, 0.0) for p in imp.params]
+                ax.barh([y + (i - (len(METRICS) - 1) / 2) * width for y in ys], values, width, label=metric)
+        ax.set_yticks(list(ys), imp.params, fontsize=8)
+        ax.invert_yaxis()  # most important on top
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("importance (PED-ANOVA, sums to 1)")
+        ax.set_title(f"{imp.stage} ({imp.trials} trials)", fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].legend(fontsize=8, loc="lower right")
+    return _save(plt, fig, folder, IMPORTANCE_PNG)
 
 
 def compare_chart(rows: list[dict[str, Any]], folder: str | Path) -> str | None:
@@ -17,11 +171,7 @@ def compare_chart(rows: list[dict[str, Any]], folder: str | Path) -> str | None:
     rows = [r for r in rows if r["seeds"] and r["seeds"]["validation"]["pearson"][2]]
     if not rows:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     series = [("validation", "pearson"), ("validation", "f1")]
     test_split = next(iter(rows[0]["seeds"]["test"]), None)
     if test_split:

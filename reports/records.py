@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reports.disk import DiskUsage
+
 EXPERIMENT_FILE = "experiment.json"
 STAGE_FILE = "stage.json"
 TEST_SCORES_FILE = "test_scores.json"
@@ -128,6 +130,8 @@ class ExperimentRecord:
     """Test-split scores of the top configurations and of seed repeats (``test_scores.json``)."""
     compare: dict[str, Any] | None = None
     """``compare.json`` of a ``compare`` run: each method's stages, winner and seed stage."""
+    disk: DiskUsage | None = None
+    """Disk the folder uses, when measured (the report writer measures it)."""
 
 
 def read_experiment(path: str | Path) -> ExperimentRecord:

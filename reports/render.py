@@ -1,177 +1,19 @@
-"""Markdown rendering of an experiment record: a pure function returning a string."""
+"""Markdown rendering of an experiment record: a pure function returning a string.
+
+The same record and figure names always give the same bytes, so ``run_search.py report``
+rebuilds an identical report from storage.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from reports.rank import METRIC_COLUMNS, Row, pareto_front, rank, to_rows
+from reports.disk import human
+from reports.importance import EVALUATOR, METRICS, Importance, domain_text, experiment_importances
+from reports.rank import Row, pareto_front, rank, to_rows
 from reports.records import ExperimentRecord
-from reports.summary import method_rows, seed_spread, stage_cost
-
-STATUS_TEXT = {
-    "finished": "finished",
-    "stopped": "stopped early (ASHA)",
-    "failed": "failed",
-    "incomplete": "incomplete (interrupted or still running)",
-}
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1e-2 and value != 0 else f"{value:.4f}".rstrip("0").rstrip(".")
-    return str(value)
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _status(row: Row) -> str:
-    text = STATUS_TEXT.get(row.status, row.status)
-    if row.status == "stopped":
-        text = f"stopped by ASHA after {row.epochs_run}/{row.planned_epochs} epochs"
-    if row.retries:
-        text += f", retried {row.retries}x from checkpoint"
-    if row.error and row.status == "failed":
-        text += f": {row.error[:120]}"
-    return text
-
-
-def ranking_table(rows: list[Row], by: str, params: list[str]) -> str:
-    """Rows best first by ``by``, one column per searched hyperparameter and metric."""
-    header = ["rank", "trial", *params, "best epoch", *METRIC_COLUMNS, "status"]
-    body = [
-        [
-            i,
-            f"{r.stage}/{r.trial_id}",
-            *[r.params.get(p, "") for p in params],
-            r.best_epoch if r.best_epoch is not None else "-",
-            *[r.metrics.get(m, "-") for m in METRIC_COLUMNS],
-            _status(r),
-        ]
-        for i, r in enumerate(rank(rows, by), start=1)
-    ]
-    return _table(header, body)
-
-
-def _ms(stat: tuple[float, float, int]) -> str:
-    mean, std, n = stat
-    return "-" if not n else f"{mean:.4f} ± {std:.4f}"
-
-
-def stages_section(exp: ExperimentRecord, rows: list[Row]) -> list[str]:
-    """One table per stage with what it searched, what it carried forward, and its winner."""
-    out = ["## Stages", ""]
-    for stage in exp.stages:
-        name = stage["stage"]
-        trials = [t for t in exp.trials if t.stage == name]
-        cost = stage_cost(stage, trials)
-        out += [f"### {name}", ""]
-        searched = ", ".join(stage.get("searched", [])) or "nothing (fixed configuration)"
-        out.append(
-            f"- Searched: {searched}; {cost['trials']} trials, {cost['trial_epochs']} trial-epochs, "
-            f"{cost['wall_s'] / 60:.1f} min wall; status {stage.get('status', '?')}."
-        )
-        for key, source in (stage.get("carried") or {}).items():
-            out.append(
-                f"- Carried forward: {key} = {_fmt(source['value'])} (winner of stage {source['from_stage']}, trial {source['trial_id']})."
-            )
-        if stage.get("repeats"):
-            out.append(f"- Repeats: {stage['repeats']} over seeds.")
-        winner = stage.get("winner")
-        if winner:
-            shown = (
-                ", ".join(f"{k}={_fmt(v)}" for k, v in winner["params"].items()) or "the fixed configuration"
-            )
-            out.append(
-                f"- Winner: `{name}/{winner['trial_id']}` ({winner['metric']} {_fmt(winner['value'])}): {shown}."
-            )
-        stage_rows = [r for r in rows if r.stage == name]
-        out += ["", ranking_table(stage_rows, stage.get("metric", "pearson"), stage.get("searched", [])), ""]
-    return out
-
-
-def seeds_section(exp: ExperimentRecord) -> list[str]:
-    """Mean ± std over seeds for every seed-repeat stage."""
-    stages = [s for s in exp.stages if s.get("role") == "seeds"]
-    if not stages:
-        return []
-    spreads = {s["stage"]: seed_spread(s["stage"], exp) for s in stages}
-    splits = sorted({split for sp in spreads.values() for split in sp["test"]})
-    header = ["stage", "repeats", "seeds", "validation pearson", "validation f1"]
-    header += [f"{split} {m}" for split in splits for m in ("pearson", "f1")]
-    body = []
-    for s in stages:
-        sp = spreads[s["stage"]]
-        body.append(
-            [
-                s["stage"],
-                s.get("repeats", "-"),
-                sp["validation"]["pearson"][2],
-                _ms(sp["validation"]["pearson"]),
-                _ms(sp["validation"]["f1"]),
-            ]
-            + [
-                _ms(sp["test"][split][m]) if split in sp["test"] else "-"
-                for split in splits
-                for m in ("pearson", "f1")
-            ]
-        )
-    return [
-        "## Seed repeats (mean ± std)",
-        "",
-        "Scores vary by seed: a single run's best seed is tuning on noise, so each repeated "
-        "configuration is shown with its spread.",
-        "",
-        _table(header, body),
-        "",
-    ]
-
-
-def compare_section(exp: ExperimentRecord, figures: dict[str, str]) -> list[str]:
-    """The method comparison: the search's cost and the winner's seed spread per method."""
-    rows = method_rows(exp)
-    if not rows:
-        return []
-    splits = sorted({split for r in rows if r["seeds"] for split in r["seeds"]["test"]})
-    header = ["method", "trials", "trial-epochs", "CPU-s", "GPU-s", "wall min", "search best pearson"]
-    header += ["validation pearson", "validation f1"] + [
-        f"{s} {m}" for s in splits for m in ("pearson", "f1")
-    ]
-    body = []
-    for r in rows:
-        c, seeds, winner = r["cost"], r["seeds"], r["winner"]
-        body.append(
-            [
-                r["method"],
-                c["trials"],
-                c["trial_epochs"],
-                round(c["cpu_s"]),
-                round(c["gpu_s"]),
-                f"{c['wall_s'] / 60:.1f}",
-                winner["value"] if winner else "-",
-            ]
-            + ([_ms(seeds["validation"]["pearson"]), _ms(seeds["validation"]["f1"])] if seeds else ["-", "-"])
-            + [
-                _ms(seeds["test"][s][m]) if seeds and s in seeds["test"] else "-"
-                for s in splits
-                for m in ("pearson", "f1")
-            ]
-        )
-    out = [
-        "## Method comparison",
-        "",
-        "Each method searched with its own file's budget; its winner was then re-run over seeds "
-        "(mean ± std) and scored on the test split(s). Compute is what the search itself spent.",
-        "",
-        _table(header, body),
-        "",
-    ]
-    if figures.get("compare"):
-        out += [f"![Method comparison]({figures['compare']})", ""]
-    return out
+from reports.stages import compare_section, seeds_section, stages_section
+from reports.tables import STATUS_TEXT, fmt, ranking_table, table
 
 
 def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
@@ -199,14 +41,22 @@ def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
     ]
     if best_p and best_p.metrics:
         out.append(
-            f"- Best by Pearson: `{best_p.stage}/{best_p.trial_id}` — Pearson {_fmt(best_p.metrics['pearson'])}, "
-            f"F1 {_fmt(best_p.metrics.get('f1', float('nan')))}, with {_params(best_p)}."
+            f"- Best by Pearson: `{best_p.stage}/{best_p.trial_id}` — Pearson {fmt(best_p.metrics['pearson'])}, "
+            f"F1 {fmt(best_p.metrics.get('f1', float('nan')))}, with {_params(best_p)}."
         )
     if best_f and best_f.metrics:
         out.append(
-            f"- Best by F1: `{best_f.stage}/{best_f.trial_id}` — F1 {_fmt(best_f.metrics['f1'])}, "
-            f"Pearson {_fmt(best_f.metrics.get('pearson', float('nan')))}, with {_params(best_f)}."
+            f"- Best by F1: `{best_f.stage}/{best_f.trial_id}` — F1 {fmt(best_f.metrics['f1'])}, "
+            f"Pearson {fmt(best_f.metrics.get('pearson', float('nan')))}, with {_params(best_f)}."
         )
+    importances = experiment_importances(exp)
+    decisive = [
+        f"{i.params[0]} in `{i.stage}` ({fmt(i.values['pearson'][i.params[0]])})"
+        for i in importances
+        if i.values
+    ]
+    if decisive:
+        out.append(f"- Most important hyperparameter for validation Pearson: {'; '.join(decisive)}.")
     out.append("")
 
     # 2. Test scores of the winners.
@@ -224,7 +74,7 @@ def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
             + [w["test"][s][m] for s in splits for m in ("pearson", "f1")]
             for w in top
         ]
-        out += ["## Test scores of the best configurations", "", _table(header, body), ""]
+        out += ["## Test scores of the best configurations", "", table(header, body), ""]
         if meta.get("best_model"):
             out += [
                 f"The winner is exported to `{meta['best_model']}` (load with `STSModel.from_pretrained`).",
@@ -247,23 +97,32 @@ def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
             "",
             "Trials no other trial beats on both metrics: "
             + ", ".join(
-                f"`{r.stage}/{r.trial_id}` ({_fmt(r.metrics['pearson'])}, {_fmt(r.metrics['f1'])})"
+                f"`{r.stage}/{r.trial_id}` ({fmt(r.metrics['pearson'])}, {fmt(r.metrics['f1'])})"
                 for r in front
             ),
             "",
         ]
+        if figures.get("pareto"):
+            out += [f"![Pearson against F1, Pareto front highlighted]({figures['pareto']})", ""]
 
-    # 5. Monitoring and reproducibility.
-    tb = meta.get("tensorboard_dir")
-    if tb:
+    # 5. Why: hyperparameter importance, and how every trial learned.
+    out += importance_section(exp, importances)
+    if figures.get("importance"):
+        out += [f"![Hyperparameter importance]({figures['importance']})", ""]
+    if figures.get("curves"):
         out += [
-            "## TensorBoard",
+            "## Learning curves",
             "",
-            f"Per-trial training loss, learning rate and validation metrics are in `{tb}`:",
+            "Validation Pearson after every epoch, one line per trial; the last point shows how the "
+            "trial ended (a red cross: stopped early by ASHA).",
             "",
-            f"    tensorboard --logdir {tb}",
+            f"![Learning curves]({figures['curves']})",
             "",
         ]
+
+    # 6. Monitoring, disk and reproducibility.
+    out += tensorboard_section(meta.get("tensorboard_dir"))
+    out += disk_section(exp)
     out += ["## Reproducibility", ""]
     for key, label in (
         ("command", "Command"),
@@ -280,8 +139,90 @@ def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
     return "\n".join(out)
 
 
+def importance_section(exp: ExperimentRecord, importances: list[Importance]) -> list[str]:
+    """Per stage: how much each varied hyperparameter decided validation Pearson and F1, or why
+    that was not computed."""
+    if not importances:
+        return []
+    out = [
+        "## Why: hyperparameter importance",
+        "",
+        f"How much each searched hyperparameter decided the validation scores, per stage, by {EVALUATOR}: "
+        "it compares where the best trials' values lie with where all trials' values lie "
+        "(importances sum to 1 per metric; near 0: the best trials are spread like all the others). "
+        "Each trial counts with its kept epoch, a trial stopped by ASHA with the best epoch it reached.",
+        "",
+    ]
+    stages = {s["stage"]: s for s in exp.stages}
+    for imp in (i for i in importances if not i.skipped):
+        space = stages[imp.stage].get("space") or {}
+        winner = (stages[imp.stage].get("winner") or {}).get("params", {})
+        body = [
+            [
+                p,
+                domain_text(space.get(p)),
+                *[imp.values.get(m, {}).get(p, "-") for m in METRICS],
+                winner.get(p, "-"),
+            ]
+            for p in imp.params
+        ]
+        compared = ", ".join(f"the best {k} by {m}" for m, k in imp.top.items())
+        caution = " Few trials: read it as a hint, not a measurement." if imp.trials < 10 else ""
+        out += [
+            f"### Importance in {imp.stage}",
+            "",
+            f"{imp.trials} trials; compared with all of them: {compared}.{caution}",
+            "",
+            table(
+                ["hyperparameter", "searched", *[f"importance for {m}" for m in METRICS], "stage winner"],
+                body,
+            ),
+            "",
+        ]
+        out += [f"Not computed for {note}" for note in imp.notes] + ([""] if imp.notes else [])
+    skipped = [i for i in importances if i.skipped]
+    if skipped:
+        out += [f"- Not computed for `{i.stage}`: {i.skipped}" for i in skipped] + [""]
+    return out
+
+
+def tensorboard_section(tb: str | None) -> list[str]:
+    """Where the TensorBoard runs are, and how to open them here and on a Ray cluster."""
+    if not tb:
+        return []
+    return [
+        "## TensorBoard",
+        "",
+        f"Per-trial training loss, learning rate and validation metrics are in `{tb}`; the HParams tab "
+        "lists every trial's hyperparameters with its best validation Pearson and F1:",
+        "",
+        f"    tensorboard --logdir {tb}",
+        "",
+        "On a Ray cluster (the folder on the head node), forward the port, then open http://localhost:6006:",
+        "",
+        f"    ray exec cluster.yaml 'tensorboard --logdir {tb} --port 6006' --port-forward 6006",
+        "",
+    ]
+
+
+def disk_section(exp: ExperimentRecord) -> list[str]:
+    """Disk the experiment folder uses (when the record was measured)."""
+    d = exp.disk
+    if d is None:
+        return []
+    return [
+        "## Disk",
+        "",
+        f"- Experiment folder `{exp.path}`: {human(d.total)} in {d.files} files (this report and its "
+        "figures not counted).",
+        f"- Trial checkpoints (each trial keeps its best): {human(d.checkpoints)}; exported best model: "
+        f"{human(d.best_model)}; TensorBoard: {human(d.tensorboard)}.",
+        "",
+    ]
+
+
 def _params(row: Row) -> str:
-    return ", ".join(f"{k}={_fmt(v)}" for k, v in row.params.items()) or "the fixed configuration"
+    return ", ".join(f"{k}={fmt(v)}" for k, v in row.params.items()) or "the fixed configuration"
 
 
 def _json(value: Any) -> str:

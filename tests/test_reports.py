@@ -472,3 +472,120 @@ def test_folder_without_experiment_json_is_refused_helpfully(tmp_path: Path) -> 
     message = str(err.value)
     assert f"{tmp_path} is not an experiment folder: experiment.json is missing" in message
     assert "<storage>/<name> as written by run_search.py" in message
+
+
+# --- figures, importance, disk, TensorBoard on a cluster -------------------------------------
+
+
+def test_render_links_the_figures_it_is_given() -> None:
+    figures = {"pareto": "pareto.png", "importance": "importance.png", "curves": "learning_curves.png"}
+    md = render(experiment_record(TRIALS), figures)
+    assert "![Pearson against F1, Pareto front highlighted](pareto.png)" in md
+    assert "![Hyperparameter importance](importance.png)" in md
+    assert "## Learning curves" in md and "![Learning curves](learning_curves.png)" in md
+    assert "## Learning curves" not in render(experiment_record(TRIALS))
+
+
+def test_render_states_why_importance_was_not_computed() -> None:
+    md = render(experiment_record(TRIALS))
+    assert "## Why: hyperparameter importance" in md
+    # The record's stage stores no space: nothing varied that importance could compare.
+    assert "- Not computed for `optuna`: 0 hyperparameters varied; importance compares at least 2." in md
+
+
+def importance_record() -> ExperimentRecord:
+    """Twelve trials whose Pearson the learning rate decides (batch size is noise)."""
+    space = {
+        "learning_rate": {"type": "loguniform", "low": 1e-5, "high": 1e-3},
+        "batch_size": {"type": "choice", "values": [8, 16]},
+    }
+    trials = [
+        TrialRecord(
+            f"t{i:02d}",
+            "optuna",
+            {"batch_size": (8, 16)[i * 7 % 3 % 2], "learning_rate": 10 ** (-5 + 2 * i / 11)},
+            epochs=[epoch(1, 0.9 - abs(i - 8) / 12, 0.5)],
+            planned_epochs=1,
+            status="finished",
+        )
+        for i in range(12)
+    ]
+    exp = experiment_record(trials)
+    exp.stages = [
+        {
+            "stage": "optuna",
+            "searched": ["batch_size", "learning_rate"],
+            "space": space,
+            "metric": "pearson",
+            "winner": {"trial_id": "t08", "params": trials[8].params, "metric": "pearson", "value": 0.9},
+        }
+    ]
+    return exp
+
+
+def test_render_has_an_importance_table_per_stage() -> None:
+    md = render(importance_record())
+    assert "### Importance in optuna\n\n12 trials; compared with all of them: the best 5 by pearson.\n" in md
+    rows = table_after(md, "12 trials; compared with all of them: the best 5 by pearson.")
+    assert rows[0] == [
+        "hyperparameter",
+        "searched",
+        "importance for pearson",
+        "importance for f1",
+        "stage winner",
+    ]
+    assert rows[1][:2] == ["learning_rate", "loguniform 1e-05..0.001"]
+    assert rows[1][4] == "0.0002848"  # the winner's value, 10 ** (-5 + 16 / 11)
+    assert rows[1][3] == "-"  # every trial has F1 0.5: nothing to compare
+    assert float(rows[1][2]) > float(rows[2][2])
+    assert "Not computed for f1: all 12 trials scored the same." in md
+    assert "- Most important hyperparameter for validation Pearson: learning_rate in `optuna` (" in md
+
+
+def test_render_is_deterministic() -> None:
+    assert render(importance_record()) == render(importance_record())
+
+
+def test_render_has_the_tensorboard_cluster_command() -> None:
+    md = render(experiment_record(TRIALS))
+    assert (
+        "    ray exec cluster.yaml 'tensorboard --logdir /runs/demo/tensorboard --port 6006' --port-forward 6006\n"
+        in md
+    )
+    assert "HParams tab" in md
+
+
+def test_render_states_the_disk_used() -> None:
+    from reports.disk import DiskUsage
+
+    exp = experiment_record(TRIALS)
+    assert "## Disk" not in render(exp)
+    exp.disk = DiskUsage(
+        total=5 * 1024**2, checkpoints=4 * 1024**2, best_model=512 * 1024, tensorboard=2048, files=40
+    )
+    md = render(exp)
+    assert (
+        "- Experiment folder `/runs/demo`: 5.00 MiB in 40 files (this report and its figures not counted)."
+        in md
+    )
+    assert (
+        "- Trial checkpoints (each trial keeps its best): 4.00 MiB; exported best model: 512.0 KiB; "
+        "TensorBoard: 2.00 KiB." in md
+    )
+
+
+def test_report_of_a_stored_experiment_has_its_figures_and_disk(storage: Path) -> None:
+    import re
+
+    md = write_report(storage).read_text(encoding="utf-8")
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert links == ["pareto.png", "learning_curves.png"]  # no stage had 4 trials for importance
+    for name in links:
+        assert (storage / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert "## Disk" in md and f"- Experiment folder `{storage}`:" in md
+
+
+def test_rebuilt_report_is_byte_identical(storage: Path) -> None:
+    first = write_report(storage).read_text(encoding="utf-8")
+    (storage / "report.md").unlink()
+    assert write_report(storage).read_text(encoding="utf-8") == first

@@ -91,3 +91,15 @@ def test_tensorboard_gets_clean_per_trial_curves(small_splits, tmp_path):
     tags = set(events.Tags()["scalars"])
     assert {"train/loss", "train/learning_rate", "validation/pearson", "validation/f1"} <= tags
     assert [e.step for e in events.Scalars("validation/pearson")] == [1, 2]
+
+
+def test_resume_trains_with_the_new_learning_rate_and_weight_decay(small_splits, tmp_path):
+    """PBT hands a trial another trial's checkpoint with perturbed values: they must take effect."""
+    s = settings(num_epochs=2, lr_schedule="constant_with_warmup", warmup_ratio=0.0)
+    _, epoch1 = train(s, small_splits, tmp_path)
+    same, _ = train(s, small_splits, tmp_path, resume_from=str(epoch1))
+    s.training.learning_rate = 1e-2  # 10x the checkpoint's
+    changed, _ = train(s, small_splits, tmp_path, resume_from=str(epoch1))
+    assert same[0]["learning_rate"] == pytest.approx(1e-3)
+    assert changed[0]["learning_rate"] == pytest.approx(1e-2)
+    assert changed[0]["pearson"] != pytest.approx(same[0]["pearson"], abs=1e-9)

@@ -502,3 +502,11 @@ def _smoke_space(space: dict[str, Any]) -> dict[str, Any]:
             spec = {**spec, "values": spec["values"][:2]}
         out[key] = spec
     return out
+
+
+def experiment_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
+    """Rebuild the resolved config saved in ``experiment.json`` (``ExperimentConfig.to_dict``)."""
+    known = {f.name for f in fields(ExperimentConfig)}
+    sections = {name: cls(**raw.get(name, {})) for name, cls in SECTIONS.items()}
+    rest = {k: v for k, v in raw.items() if k in known and k not in SECTIONS}
+    return ExperimentConfig(**rest, **sections)

@@ -164,13 +164,100 @@ class EpochReporter(TrainerCallback):
         self.report(result, str(folder))
 
 
-class TensorBoardWriter(TrainerCallback):
-    """Clean per-trial TensorBoard runs: train/loss, train/learning_rate, validation/<metric>."""
+class ApplyHyperparameters(TrainerCallback):
+    """On resume, train with this trial's learning rate and weight decay, not the checkpoint's.
 
-    def __init__(self, log_dir: str) -> None:
+    PBT continues a trial from another trial's checkpoint with perturbed values; the Trainer
+    restores the optimizer and schedule of the checkpoint, which would silently keep the
+    donor's values. Runs after the restore (``on_train_begin``); a no-op for fresh runs.
+    """
+
+    def __init__(self, training: TrainingConfig) -> None:
+        self.training = training
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        optimizer, scheduler = kwargs.get("optimizer"), kwargs.get("lr_scheduler")
+        if state.global_step == 0 or optimizer is None or scheduler is None:
+            return
+        scheduler = getattr(scheduler, "scheduler", scheduler)  # unwrap accelerate's wrapper
+        lr = self.training.learning_rate
+        scheduler.base_lrs = [lr] * len(optimizer.param_groups)
+        for i, group in enumerate(optimizer.param_groups):
+            group["initial_lr"] = lr
+            group["lr"] = lr * scheduler.lr_lambdas[i](scheduler.last_epoch)
+        # The Trainer puts weights that decay in the first group and biases/LayerNorm in the second.
+        if len(optimizer.param_groups) == 2:
+            optimizer.param_groups[0]["weight_decay"] = self.training.weight_decay
+
+
+# Hyperparameters' values TensorBoard's HParams dashboard lists per trial, and the metrics it
+# shows beside them (written as scalars too: each one's best value so far).
+HPARAM_METRICS = {"best/pearson": "pearson", "best/f1": "f1"}
+# TrainingConfig fields that cannot change a trial's result, left out of the HParams table.
+NOT_HPARAMS = ("logging_steps", "eval_batch_size")
+
+
+def tensorboard_hparams(settings: TrialSettings, num_layers: int | None = None) -> dict[str, Any]:
+    """A trial's hyperparameters for TensorBoard: the training settings and the model's shape.
+
+    The same names for every trial (TensorBoard takes the columns from any one run), so settings
+    fixed in a search show as constant columns. Values are numbers or strings (HParams types).
+
+    Args:
+        settings: the trial's settings.
+        num_layers: the encoder's layer count as built (``num_hidden_layers`` may be ``None``:
+            all of the pretrained model's layers).
+    """
+    out: dict[str, Any] = {
+        "model": settings.model.name_or_path,
+        "architecture": settings.model.architecture,
+        "num_hidden_layers": num_layers or settings.model.num_hidden_layers or 0,
+        "max_length": settings.model.max_length,
+    }
+    for name in field_names(TrainingConfig):
+        value = getattr(settings.training, name)
+        if name not in NOT_HPARAMS:
+            out[name] = str(value) if isinstance(value, bool) or value is None else value
+    return out
+
+
+class TensorBoardWriter(TrainerCallback):
+    """Clean per-trial TensorBoard runs: train/loss, train/learning_rate, validation/<metric>,
+    and the trial's hyperparameters with its best validation Pearson and F1 (HParams dashboard).
+
+    Everything goes to the trial's own run folder: the HParams summaries are written with the
+    run's own file writer (``SummaryWriter.add_hparams`` would open a timestamped sub-run).
+    """
+
+    def __init__(self, log_dir: str, settings: TrialSettings | None = None) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=log_dir)
+        self.settings = settings
+        self.best: dict[str, float] = {}
+        self.session_end: Any = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.settings is None:
+            return
+        from torch.utils.tensorboard.summary import hparams
+
+        # A resumed trial continues its best-so-far from the restored Trainer history.
+        for entry in state.log_history:
+            self._update_best(entry)
+        layers = getattr(getattr(kwargs.get("model"), "config", None), "num_hidden_layers", None)
+        experiment, session_start, self.session_end = hparams(
+            tensorboard_hparams(self.settings, layers), dict.fromkeys(HPARAM_METRICS, 0.0)
+        )
+        self.writer.file_writer.add_summary(experiment, state.global_step)
+        self.writer.file_writer.add_summary(session_start, state.global_step)
+        self.writer.flush()
+
+    def _update_best(self, metrics: dict[str, Any]) -> None:
+        for tag, name in HPARAM_METRICS.items():
+            value = metrics.get(f"eval_{name}")
+            if value is not None and math.isfinite(value):
+                self.best[tag] = max(value, self.best.get(tag, -math.inf))
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
         for key in ("loss", "learning_rate", "grad_norm"):
@@ -180,13 +267,20 @@ class TensorBoardWriter(TrainerCallback):
     def on_evaluate(
         self, args: Any, state: Any, control: Any, metrics: dict | None = None, **kwargs: Any
     ) -> None:
+        epoch = round(state.epoch)
         for key, value in (metrics or {}).items():
             name = key.removeprefix("eval_")
             if name in REPORTED:
-                self.writer.add_scalar(f"validation/{name}", value, round(state.epoch))
+                self.writer.add_scalar(f"validation/{name}", value, epoch)
+        self._update_best(metrics or {})
+        for tag, value in self.best.items():
+            self.writer.add_scalar(tag, value, epoch)
         self.writer.flush()
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # A trial stopped early by the scheduler never gets here: TensorBoard shows no end status.
+        if self.session_end is not None:
+            self.writer.file_writer.add_summary(self.session_end, state.global_step)
         self.writer.close()
 
 
@@ -254,9 +348,12 @@ def run_training(
     # 3. Model with its target scale, then the Trainer.
     scale, shift = target_transform(settings, np.asarray(train["label"]))
     model = build_model(settings.model, tokenizer, settings.training.head, scale, shift)
-    callbacks: list[TrainerCallback] = [EpochReporter(report, model, started)]
+    callbacks: list[TrainerCallback] = [
+        EpochReporter(report, model, started),
+        ApplyHyperparameters(settings.training),
+    ]
     if settings.tensorboard_dir:
-        callbacks.append(TensorBoardWriter(settings.tensorboard_dir))
+        callbacks.append(TensorBoardWriter(settings.tensorboard_dir, settings))
     trainer = STSTrainer(
         model=model,
         args=training_arguments(settings, output_dir),

@@ -192,6 +192,12 @@ def run_stage(
         searcher = optuna_searcher(exp) if sampled and not grid else None
     sched = scheduler or exp.search.scheduler
     stage_dir = Path(exp.experiment_dir, stage).resolve()
+    previous = (
+        json.loads((stage_dir / STAGE_FILE).read_text()) if (stage_dir / STAGE_FILE).is_file() else None
+    )
+    if previous and previous.get("status") == "done":
+        print(f"[{stage}] already done (resumed run): {previous.get('winner') or 'no winner'}", flush=True)
+        return stage_dir
     record: dict[str, Any] = {
         "stage": stage,
         "searched": sorted(k for k in space if isinstance(space[k], dict)),
@@ -208,12 +214,48 @@ def run_stage(
         "started": time.time(),
         **(extra or {}),
     }
+    if previous:  # an interrupted or killed stage: keep its start, count the resume
+        record.update(started=previous["started"], resumed=previous.get("resumed", 0) + 1)
     stage_dir.mkdir(parents=True, exist_ok=True)
     write_json(stage_dir / STAGE_FILE, record)
 
     resources = {"cpu": exp.search.cpus_per_trial, "gpu": exp.search.gpus_per_trial}
     trainable = tune.with_resources(tune.with_parameters(train_trial, data=data), resources)
-    tuner = tune.Tuner(
+    if previous and tune.Tuner.can_restore(str(stage_dir)):
+        # Finished trials stay finished; unfinished and failed ones continue from their last
+        # checkpoints; the searcher (Optuna's study) and scheduler come back from Tune's state.
+        print(f"[{stage}] resuming from {stage_dir}", flush=True)
+        tuner = tune.Tuner.restore(str(stage_dir), trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = _new_tuner(
+            exp, stage, trainable, param_space, searcher, sched, samples, num_epochs, record, stage_dir
+        )
+    results = tuner.fit()
+    # Tune returns normally when interrupted (Ctrl-C) after saving its state.
+    ended = results.num_terminated + results.num_errors
+    record["status"] = "done" if ended == len(results) else "interrupted"
+    record["ended"] = time.time()
+    record["winner"] = stage_winner(stage_dir, record)
+    write_json(stage_dir / STAGE_FILE, record)
+    return stage_dir
+
+
+def _new_tuner(
+    exp: ExperimentConfig,
+    stage: str,
+    trainable: Any,
+    param_space: dict[str, Any],
+    searcher: Any,
+    sched: Any,
+    samples: int,
+    num_epochs: int,
+    record: dict[str, Any],
+    stage_dir: Path,
+) -> Any:
+    from ray import tune
+
+    metric, mode = record["metric"], record["mode"]
+    return tune.Tuner(
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(
@@ -223,6 +265,7 @@ def run_stage(
             scheduler=scheduler_for(exp, sched, num_epochs) if isinstance(sched, str) else sched,
             num_samples=samples,
             max_concurrent_trials=exp.search.max_concurrent_trials,
+            reuse_actors=True,  # a new trial skips the worker start-up and imports (seconds each)
             trial_name_creator=lambda trial: f"{stage}_{trial.trial_id}",
             trial_dirname_creator=lambda trial: f"{stage}_{trial.trial_id}",
         ),
@@ -237,14 +280,6 @@ def run_stage(
             verbose=0,
         ),
     )
-    results = tuner.fit()
-    # Tune returns normally when interrupted (Ctrl-C) after saving its state.
-    ended = results.num_terminated + results.num_errors
-    record["status"] = "done" if ended == len(results) else "interrupted"
-    record["ended"] = time.time()
-    record["winner"] = stage_winner(stage_dir, record)
-    write_json(stage_dir / STAGE_FILE, record)
-    return stage_dir
 
 
 def stage_winner(stage_dir: Path, record: dict[str, Any]) -> dict[str, Any] | None:

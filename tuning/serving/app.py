@@ -11,6 +11,7 @@ names the field. Within them, text past the model's ``max_length`` tokens is tru
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -64,6 +65,8 @@ class ServeSettings:
             problems.append(f"--max-wait-ms must be >= 0, got {self.max_wait_ms}.")
         if self.device != "auto" and self.device.split(":")[0] not in ("cpu", "cuda"):
             problems.append(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}.")
+        elif self.device.startswith("cuda") and not torch.cuda.is_available():
+            problems.append(f"--device {self.device}: no CUDA GPU is visible here; use --device cpu.")
         if problems:
             raise ConfigError("\n".join(problems))
 
@@ -102,11 +105,15 @@ class BatchRequest(BaseModel):
 
 
 class Similarity(BaseModel):
+    """The score of one pair and its verdict."""
+
     score: float = Field(description="Similarity on the model's 0-5 scale (not clipped).")
     similar: bool = Field(description=f"score >= {SIMILAR_AT}")
 
 
 class BatchSimilarity(BaseModel):
+    """Scores of a batch, in the order of its pairs."""
+
     results: list[Similarity]
 
 
@@ -123,9 +130,10 @@ def error_message(errors: list[Any]) -> str:
     return "; ".join(parts)
 
 
-def _errors_response(errors: list[Any], status: int = 422) -> JSONResponse:
+def _errors_response(errors: list[Any]) -> JSONResponse:
+    """422 with FastAPI's usual ``detail`` list and one readable ``message``."""
     detail = [{k: err[k] for k in ("loc", "msg", "type")} for err in errors]
-    return JSONResponse({"message": error_message(errors), "detail": detail}, status_code=status)
+    return JSONResponse({"message": error_message(errors), "detail": detail}, status_code=422)
 
 
 def create_app(served: ServedModel, settings: ServeSettings) -> FastAPI:
@@ -191,12 +199,13 @@ def create_app(served: ServedModel, settings: ServeSettings) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        """The model, its recorded validation metrics, the input limits and the batching settings."""
+        """The model, its recorded validation (and test) metrics, the input limits and the batching."""
         best = served.best
         return {
             "status": "ok",
             "model": info,
             "validation": best.get("validation"),
+            "test": best.get("test"),
             "trial": {k: best[k] for k in ("stage", "trial_id", "best_epoch", "params") if k in best},
             "threshold": SIMILAR_AT,
             "limits": {
@@ -247,15 +256,27 @@ def create_app(served: ServedModel, settings: ServeSettings) -> FastAPI:
     return app
 
 
+def _check_port_free(host: str, port: int) -> None:
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as err:
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {err.strerror}. Pass another --port or --host."
+        ) from None
+
+
 def serve(folder: str, settings: ServeSettings) -> int:
     """Load the model in ``folder`` once and serve it until interrupted.
 
     Raises:
-        ConfigError: bad settings. ModelError: the folder holds no loadable model.
+        ConfigError: bad settings or a port in use. ModelError: the folder holds no loadable model.
     """
     import uvicorn
 
     settings.validate()
+    _check_port_free(settings.host, settings.port)  # before loading: a real model takes seconds
     served = ServedModel.load(folder, settings.torch_device())
     served.score([("워밍업", "워밍업")])  # the first forward pass is slow; keep it off a request
     app = create_app(served, settings)

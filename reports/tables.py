@@ -1,0 +1,63 @@
+"""Markdown building blocks of the report: number formatting, tables, trial status. Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reports.rank import METRIC_COLUMNS, Row, rank
+
+STATUS_TEXT = {
+    "finished": "finished",
+    "stopped": "stopped early (ASHA)",
+    "failed": "failed",
+    "incomplete": "incomplete (interrupted or still running)",
+}
+
+
+def fmt(value: Any) -> str:
+    """A cell: floats with 4 significant decimals (small ones in 4 significant digits)."""
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e-2 and value != 0 else f"{value:.4f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    """A markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def mean_std(stat: tuple[float, float, int]) -> str:
+    """``mean ± std`` of a (mean, std, n) triple; ``-`` when n is 0."""
+    mean, std, n = stat
+    return "-" if not n else f"{mean:.4f} ± {std:.4f}"
+
+
+def status(row: Row) -> str:
+    """How a trial ended, in words: early stops, retries and the error included."""
+    text = STATUS_TEXT.get(row.status, row.status)
+    if row.status == "stopped":
+        text = f"stopped by ASHA after {row.epochs_run}/{row.planned_epochs} epochs"
+    if row.retries:
+        text += f", retried {row.retries}x from checkpoint"
+    if row.error and row.status == "failed":
+        text += f": {row.error[:120]}"
+    return text
+
+
+def ranking_table(rows: list[Row], by: str, params: list[str]) -> str:
+    """Rows best first by ``by``, one column per searched hyperparameter and metric."""
+    header = ["rank", "trial", *params, "best epoch", *METRIC_COLUMNS, "status"]
+    body = [
+        [
+            i,
+            f"{r.stage}/{r.trial_id}",
+            *[r.params.get(p, "") for p in params],
+            r.best_epoch if r.best_epoch is not None else "-",
+            *[r.metrics.get(m, "-") for m in METRIC_COLUMNS],
+            status(r),
+        ]
+        for i, r in enumerate(rank(rows, by), start=1)
+    ]
+    return table(header, body)
