@@ -283,7 +283,7 @@ def conclude(exp: Any, splits: Any, meta: dict[str, Any], started: float) -> int
     from reports.records import read_experiment
     from tuning.methods import write_json
     from tuning.metrics import MODES
-    from tuning.winners import export_best, score_winners, write_scores
+    from tuning.winners import export_best, prune_checkpoints, score_winners, write_scores
 
     exp_dir = Path(exp.experiment_dir)
     record = read_experiment(exp_dir)
@@ -292,6 +292,12 @@ def conclude(exp: Any, splits: Any, meta: dict[str, Any], started: float) -> int
     print(f"[run_search] scoring the top {exp.search.top_k} (and any seed repeats) on {tests}", flush=True)
     scores = score_winners(record, splits, metric, mode, exp.search.top_k)
     write_scores(scores, exp_dir)
+    freed = prune_checkpoints(record, scores)
+    if freed:
+        print(
+            f"[run_search] removed checkpoints of trials stopped early: {freed / 2**20:.0f} MiB freed",
+            flush=True,
+        )
     top = [s for s in scores if s["role"] == "top"]
     if top:
         meta["best_model"] = str(export_best(top[0], exp_dir))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from reports import read_experiment
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 from tuning.model import STSModel, predict
 
 pytestmark = pytest.mark.e2e
@@ -112,3 +112,27 @@ def test_bad_data_file_names_file_and_line(tmp_path):
     proc = run_cli("--profile", "cpu", "--smoke-test", "--data", str(data), "--storage", str(tmp_path))
     _assert_user_error(proc, f"{data}:3")
     assert not (tmp_path / "runs").exists()
+
+
+def test_losses_and_heads_are_searchable(tmp_path, shared):
+    """The original team's ideas through a real search: stage 1 the loss, stage 2 the head."""
+    space = REPO / "search_spaces" / "cpu" / "objectives.yaml"
+    proc = run_cli(
+        "--method",
+        "ablation",
+        "--space",
+        str(space),
+        "--smoke-test",
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "obj",
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = read_experiment(tmp_path / "obj")
+    by_stage = {s["stage"]: s for s in record.stages}
+    assert sorted(t.params["loss"] for t in record.trials if t.stage == "loss") == ["corr_mae", "mse"]
+    assert sorted(t.params["head"] for t in record.trials if t.stage == "head") == ["multitask", "regression"]
+    assert by_stage["head"]["carried"]["loss"]["from_stage"] == "loss"
+    for trial in record.trials:
+        assert trial.status == "finished" and all(e["loss"] == e["loss"] for e in trial.epochs)  # no NaN

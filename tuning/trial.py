@@ -322,6 +322,7 @@ def run_training(
     output_dir: str,
     report: Report,
     resume_from: str | None = None,
+    pad_to: int | None = None,
 ) -> None:
     """Fine-tune on ``splits['train']``, evaluating on ``splits['validation']`` every epoch.
 
@@ -331,6 +332,8 @@ def run_training(
         output_dir: where the Trainer writes its checkpoints.
         report: called after every epoch with the metrics and the epoch's checkpoint folder.
         resume_from: a checkpoint folder to continue from (model, optimizer, schedule, RNG, epoch).
+        pad_to: pad every batch to this many tokens instead of its longest input (benchmarks of
+            fixed padding; keep it >= ``max_length``, longer inputs are cut). ``None``: per batch.
     """
     started = time.time()
     # 1. Threads and seeds first: model initialisation draws random numbers.
@@ -357,7 +360,7 @@ def run_training(
     trainer = STSTrainer(
         model=model,
         args=training_arguments(settings, output_dir),
-        data_collator=PairCollator(tokenizer.pad_token_id),
+        data_collator=PairCollator(tokenizer.pad_token_id, pad_to),
         train_dataset=train_enc,
         eval_dataset=validation_enc,
         processing_class=tokenizer,

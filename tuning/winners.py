@@ -104,3 +104,20 @@ def export_best(winner: dict[str, Any], experiment_dir: str | Path) -> Path:
 def write_scores(scores: list[dict[str, Any]], experiment_dir: str | Path) -> None:
     """Store the winners' test scores for the report."""
     Path(experiment_dir, TEST_SCORES_FILE).write_text(json.dumps(scores, indent=2), encoding="utf-8")
+
+
+def prune_checkpoints(record: ExperimentRecord, scored: list[dict[str, Any]]) -> int:
+    """Delete the checkpoints of trials the scheduler stopped early that are not winners.
+
+    Once a search has ended such a trial cannot win any more; finished trials keep their one
+    best checkpoint (for ``seeds --from`` and later scoring). Returns the bytes freed.
+    """
+    keep = {(s["stage"], s["trial_id"]) for s in scored}
+    freed = 0
+    for trial in record.trials:
+        if trial.status != "stopped" or (trial.stage, trial.trial_id) in keep:
+            continue
+        for folder in Path(trial.path).glob("checkpoint_*"):
+            freed += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+            shutil.rmtree(folder)
+    return freed

@@ -1,0 +1,122 @@
+"""Do the original team's ideas help? MSE vs correlation loss (alpha 0.1, 0.3) vs multi-task.
+
+Each variant is the CPU profile's baseline configuration with one change, trained to the end over
+the same seeds through the real search (`run_search.py --method seeds`), scored on validation and
+on the test splits. Prints one table: mean ± std over seeds, and the epochs each variant needed
+to reach a fixed validation Pearson (the first epoch at or above it, averaged over seeds that did).
+
+    python -m benchmarks objectives               # CPU profile, 3 seeds (about 15 min on 2 cores)
+    python -m benchmarks objectives --quick       # builtin:tiny smoke, a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+VARIANTS = {
+    "mse": {"loss": "mse"},
+    "corr_mae α=0.1": {"loss": "corr_mae", "alpha": 0.1},
+    "corr_mae α=0.3": {"loss": "corr_mae", "alpha": 0.3},
+    "multitask (mse + 0.5·BCE)": {"loss": "mse", "head": "multitask", "lambda": 0.5},
+}
+
+
+def epochs_to(trial_epochs: list[dict], target: float) -> int | None:
+    """The first epoch whose validation Pearson reaches ``target`` (None if none did)."""
+    return next((int(e["epoch"]) for e in trial_epochs if e.get("pearson", -1) >= target), None)
+
+
+def summarize(record, target: float) -> dict:
+    """Seed spread of validation/test Pearson and F1, and epochs to the target, of one run."""
+    from reports.summary import mean_std, seed_spread
+
+    stage = record.stages[0]["stage"]
+    spread = seed_spread(stage, record)
+    reached = [epochs_to(t.epochs, target) for t in record.trials]
+    hits = [e for e in reached if e is not None]
+    return {
+        "spread": spread,
+        "epochs_to_target": mean_std([float(e) for e in hits]),
+        "reached": f"{len(hits)}/{len(reached)}",
+    }
+
+
+def fmt(stat: tuple[float, float, int]) -> str:
+    mean, std, n = stat
+    return "-" if not n else f"{mean:.4f} ± {std:.4f}"
+
+
+def table(rows: dict[str, dict], target: float) -> str:
+    splits = sorted({s for r in rows.values() for s in r["spread"]["test"]})
+    header = ["variant", "val pearson", "val f1", *[f"{s} {m}" for s in splits for m in ("pearson", "f1")]]
+    header += [f"epochs to val pearson {target}", "seeds reaching it"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, r in rows.items():
+        sp = r["spread"]
+        cells = [name, fmt(sp["validation"]["pearson"]), fmt(sp["validation"]["f1"])]
+        cells += [fmt(sp["test"][s][m]) for s in splits for m in ("pearson", "f1")]
+        mean, std, n = r["epochs_to_target"]
+        cells += ["-" if not n else f"{mean:.2f} ± {std:.2f}", r["reached"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks objectives", description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--target", type=float, default=0.70, help="validation Pearson to reach")
+    p.add_argument(
+        "--quick", action="store_true", help="builtin:tiny smoke run (checks the script, not the ideas)"
+    )
+    p.add_argument("--storage", default=None, help="keep the runs here (default: a temporary folder)")
+    args = p.parse_args(argv)
+    from reports import read_experiment
+
+    storage = Path(args.storage or tempfile.mkdtemp(prefix="bench-objectives-")).resolve()
+    storage.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    rows = {}
+    for i, (name, change) in enumerate(VARIANTS.items()):
+        space = storage / f"variant{i}.yaml"
+        space.write_text(
+            yaml.safe_dump(
+                {
+                    "base": str(REPO / "search_spaces" / "cpu" / "baseline.yaml"),
+                    "name": f"v{i}",
+                    "training": change,
+                }
+            ),
+            encoding="utf-8",
+        )
+        command = [sys.executable, str(REPO / "run_search.py"), "--method", "seeds", "--space", str(space)]
+        command += ["--seeds", str(args.seeds), "--storage", str(storage), "--name", f"v{i}"]
+        if args.quick:
+            command.append("--smoke-test")
+        print(f"[objectives] {name}: {' '.join(command[1:])}", flush=True)
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(done.stdout[-2000:] + done.stderr[-2000:], file=sys.stderr)
+            return done.returncode
+        rows[name] = summarize(read_experiment(storage / f"v{i}"), args.target)
+    print()
+    print(
+        f"objectives benchmark, {time.strftime('%Y-%m-%d')}, {platform.machine()} {platform.node()}, "
+        f"{'builtin:tiny smoke' if args.quick else 'CPU profile (e5-small-ko 4 layers, bi, 1,000 KorSTS pairs, 3 epochs)'}, "
+        f"{args.seeds} seeds, {time.time() - started:.0f} s; runs in {storage}"
+    )
+    print()
+    print(table(rows, args.target))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""TensorBoard of a real (tiny) trial: the HParams dashboard lists the trial's hyperparameters
+with its best validation Pearson and F1, all inside the trial's own run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tuning.config import DataConfig, ModelConfig, TrainingConfig
+from tuning.trial import HPARAM_METRICS, TrialSettings, run_training, tensorboard_hparams
+
+
+def settings(log_dir: Path | None = None) -> TrialSettings:
+    return TrialSettings(
+        data=DataConfig(),
+        model=ModelConfig(name_or_path="builtin:tiny", architecture="cross", max_length=64),
+        training=TrainingConfig(num_epochs=2, batch_size=16, learning_rate=1e-3, logging_steps=1),
+        tensorboard_dir=str(log_dir) if log_dir else None,
+    )
+
+
+@pytest.fixture(scope="module")
+def trial_run(small_splits, tmp_path_factory) -> tuple[Path, list[dict]]:
+    """One trained trial's TensorBoard folder and its per-epoch reports."""
+    root = tmp_path_factory.mktemp("tb")
+    log_dir = root / "tensorboard" / "optuna_aaaa"
+    reports: list[dict] = []
+    run_training(settings(log_dir), small_splits, str(root / "out"), lambda m, c: reports.append(m))
+    return log_dir, reports
+
+
+def hparams_content(log_dir: Path) -> dict[str, bytes]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(log_dir))
+    events.Reload()
+    return events.PluginTagToContent("hparams")
+
+
+def test_hparams_are_the_training_settings_and_the_model_shape() -> None:
+    hp = tensorboard_hparams(settings(), num_layers=2)
+    assert hp["learning_rate"] == 1e-3 and hp["batch_size"] == 16 and hp["loss"] == "mse"
+    assert (hp["model"], hp["architecture"], hp["num_hidden_layers"]) == ("builtin:tiny", "cross", 2)
+    assert hp["standardize_targets"] == "True"  # booleans as text: HParams would show 1.0
+    assert "logging_steps" not in hp and "eval_batch_size" not in hp
+    assert all(isinstance(v, (int, float, str)) for v in hp.values())
+
+
+def test_the_run_has_experiment_session_start_and_end_in_its_own_folder(trial_run) -> None:
+    from tensorboard.plugins.hparams import metadata
+
+    log_dir, _ = trial_run
+    content = hparams_content(log_dir)
+    assert set(content) == {
+        metadata.EXPERIMENT_TAG,
+        metadata.SESSION_START_INFO_TAG,
+        metadata.SESSION_END_INFO_TAG,
+    }
+    # No timestamped sub-run (what SummaryWriter.add_hparams would create).
+    assert [p for p in log_dir.iterdir() if p.is_dir()] == []
+    experiment = metadata.parse_experiment_plugin_data(content[metadata.EXPERIMENT_TAG])
+    assert [m.name.tag for m in experiment.metric_infos] == list(HPARAM_METRICS)
+    names = {h.name for h in experiment.hparam_infos}
+    assert {"learning_rate", "batch_size", "warmup_ratio", "architecture", "num_hidden_layers"} <= names
+    start = metadata.parse_session_start_info_plugin_data(content[metadata.SESSION_START_INFO_TAG])
+    assert start.hparams["learning_rate"].number_value == pytest.approx(1e-3)
+    assert start.hparams["num_hidden_layers"].number_value == 2  # the tiny model as built
+    assert start.hparams["architecture"].string_value == "cross"
+
+
+def test_best_metrics_are_scalars_of_the_best_epoch_so_far(trial_run) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    log_dir, reports = trial_run
+    events = EventAccumulator(str(log_dir))
+    events.Reload()
+    for tag, name in HPARAM_METRICS.items():
+        values = [e.value for e in events.Scalars(tag)]
+        running = [max(r[name] for r in reports[: i + 1]) for i in range(len(reports))]
+        assert values == pytest.approx(running, abs=1e-6)
+        assert [e.step for e in events.Scalars(tag)] == [1, 2]
+
+
+def test_hparams_dashboard_reads_the_trial(trial_run) -> None:
+    """TensorBoard's own HParams backend finds the metric columns and the trial's values."""
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.hparams import backend_context
+
+    log_dir, reports = trial_run
+    logdir = str(log_dir.parent)
+    mux = plugin_event_multiplexer.EventMultiplexer()
+    mux.AddRunsFromDirectory(logdir)
+    mux.Reload()
+    provider = data_provider.MultiplexerDataProvider(mux, logdir)
+    context = backend_context.Context(base_plugin.TBContext(logdir=logdir, data_provider=provider))
+    ctx = _request_context()
+    content = context.hparams_metadata(ctx, "")
+    experiment = context.experiment_from_metadata(ctx, "", True, content, None)
+    assert [m.name.tag for m in experiment.metric_infos] == list(HPARAM_METRICS)
+    assert list(content) == [log_dir.name]  # one run: the trial's own folder
+    last = context.read_last_scalars(ctx, "", None)
+    assert last[log_dir.name]["best/pearson"].value == pytest.approx(max(r["pearson"] for r in reports))
+
+
+def _request_context():
+    from tensorboard import context
+
+    return context.RequestContext()
