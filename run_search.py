@@ -281,9 +281,10 @@ def conclude(exp: Any, splits: Any, meta: dict[str, Any], started: float) -> int
     """Score the winners on the test split(s), export the best, write the report."""
     from reports import write_report
     from reports.records import read_experiment
-    from tuning.methods import write_json
+    from tuning.methods import fixed_config, write_json
     from tuning.metrics import MODES
-    from tuning.winners import export_best, prune_checkpoints, score_winners, write_scores
+    from tuning.trial import TrialSettings
+    from tuning.winners import export_best, prune_checkpoints, score_winners, untuned_start, write_scores
 
     exp_dir = Path(exp.experiment_dir)
     record = read_experiment(exp_dir)
@@ -292,6 +293,8 @@ def conclude(exp: Any, splits: Any, meta: dict[str, Any], started: float) -> int
     print(f"[run_search] scoring the top {exp.search.top_k} (and any seed repeats) on {tests}", flush=True)
     scores = score_winners(record, splits, metric, mode, exp.search.top_k)
     write_scores(scores, exp_dir)
+    if "untuned" not in meta:
+        meta["untuned"] = untuned_start(TrialSettings.from_dict(fixed_config(exp)), splits)
     freed = prune_checkpoints(record, scores)
     if freed:
         print(

@@ -49,6 +49,9 @@ def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
             f"- Best by F1: `{best_f.stage}/{best_f.trial_id}` — F1 {fmt(best_f.metrics['f1'])}, "
             f"Pearson {fmt(best_f.metrics.get('pearson', float('nan')))}, with {_params(best_f)}."
         )
+    untuned = meta.get("untuned")
+    if untuned and best_p and best_p.metrics:
+        out.append(untuned_line(untuned, best_p.metrics["pearson"]))
     importances = experiment_importances(exp)
     decisive = [
         f"{i.params[0]} in `{i.stage}` ({fmt(i.values['pearson'][i.params[0]])})"
@@ -137,6 +140,17 @@ def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
             out.append(f"- {label}: `{meta[key]}`")
     out += ["", "Resolved configuration:", "", "```json", _json(config), "```", ""]
     return "\n".join(out)
+
+
+def untuned_line(untuned: dict[str, Any], best: float) -> str:
+    """How the best trial compares with the pretrained model before any fine-tuning."""
+    start = untuned["validation"]["pearson"]
+    verdict = (
+        f"the best trial beats it by {best - start:+.4f}"
+        if best > start
+        else f"the best trial did NOT beat it ({best - start:+.4f})"
+    )
+    return f"- Untuned start ({untuned['what']}): validation Pearson {fmt(start)}; {verdict}."
 
 
 def importance_section(exp: ExperimentRecord, importances: list[Importance]) -> list[str]:

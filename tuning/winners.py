@@ -121,3 +121,30 @@ def prune_checkpoints(record: ExperimentRecord, scored: list[dict[str, Any]]) ->
             freed += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
             shutil.rmtree(folder)
     return freed
+
+
+def untuned_start(settings: TrialSettings, splits: DatasetDict) -> dict[str, Any]:
+    """Validation metrics of the pretrained model before any fine-tuning (the search's floor).
+
+    For ``bi`` that is the zero-shot cosine of mean-pooled embeddings; for ``cross`` the new
+    head is untrained (random), so its score says only that fine-tuning is needed.
+    """
+    from tuning.model import build_model, load_tokenizer
+
+    validation = splits["validation"]
+    tokenizer = load_tokenizer(
+        settings.model, list(splits["train"]["sentence1"]) + list(splits["train"]["sentence2"])
+    )
+    scale = 5.0 if settings.model.architecture == "bi" else 1.0
+    model = build_model(settings.model, tokenizer, "regression", scale, 0.0)
+    pairs = list(zip(validation["sentence1"], validation["sentence2"]))
+    scores = predict(model, tokenizer, pairs, settings.model.max_length)
+    what = (
+        "zero-shot cosine of the pretrained encoder"
+        if settings.model.architecture == "bi"
+        else "untrained regression head"
+    )
+    return {
+        "what": f"{what}, {settings.model.num_hidden_layers or 'all'} layers",
+        "validation": compute_all(scores, validation["label"]),
+    }
