@@ -33,3 +33,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# Every benchmark at its default size, one markdown table each (over an hour; `python -m benchmarks --help`).
+bench: $(STAMP)
+	$(PY) -m benchmarks all

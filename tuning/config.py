@@ -138,6 +138,9 @@ class SearchConfig:
     """Best configurations scored on the test split(s) after the search."""
     seed: int = 42
     """Seed of the searcher."""
+    startup_trials: int | None = None
+    """TPE: random trials before TPE models the results; ``None``: a third of ``num_samples``,
+    between 2 and 10 (Optuna's default of 10 would leave a 12-trial search almost random)."""
     seeds: int = 3
     """``seeds`` and ``compare``: training seeds each repeated configuration runs with."""
     full_grid: bool = False

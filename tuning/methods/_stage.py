@@ -62,7 +62,7 @@ def optuna_searcher(exp: ExperimentConfig) -> Any:
     from ray.tune.search.optuna import OptunaSearch
 
     samplers = {
-        "tpe": lambda: optuna.samplers.TPESampler(seed=exp.search.seed),
+        "tpe": lambda: optuna.samplers.TPESampler(seed=exp.search.seed, n_startup_trials=startup_trials(exp)),
         "random": lambda: optuna.samplers.RandomSampler(seed=exp.search.seed),
     }
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -70,6 +70,13 @@ def optuna_searcher(exp: ExperimentConfig) -> Any:
     if exp.search.max_concurrent_trials:
         return ConcurrencyLimiter(searcher, max_concurrent=exp.search.max_concurrent_trials)
     return searcher
+
+
+def startup_trials(exp: ExperimentConfig) -> int:
+    """Random trials before TPE starts modelling: the file's value, else a third of the budget (2-10)."""
+    if exp.search.startup_trials is not None:
+        return exp.search.startup_trials
+    return min(10, max(2, exp.search.num_samples // 3))
 
 
 def scheduler_for(exp: ExperimentConfig, kind: str, num_epochs: int) -> Any:
