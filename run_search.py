@@ -136,6 +136,11 @@ def build_experiment(args: argparse.Namespace) -> Any:
     apply_overrides(exp, exp.overrides)
     if args.smoke_test:
         make_smoke(exp)
+    if "://" in args.storage:
+        raise ConfigError(
+            f"--storage {args.storage}: object-store URIs are not supported; pass a folder, on a cluster "
+            "one that every node mounts at the same path (NFS/EFS, see docs/cluster.md)."
+        )
     exp.storage = str(Path(args.storage).resolve())
     stem = f"smoke-{exp.name}" if args.smoke_test else exp.name
     exp.name = args.name or f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -171,7 +171,8 @@ class ExperimentConfig:
     methods: list[str] = field(default_factory=list)
     """``compare``: the methods to compare, each read from ``<method>.yaml`` beside this file."""
     storage: str = "runs"
-    """Root folder (or URI such as ``s3://bucket/path``) of all experiments' results."""
+    """Root folder of all experiments' results; on a multi-node cluster a path every node mounts
+    (NFS/EFS), since trials write checkpoints there and the driver reads them back."""
     source_file: str | None = None
     """The search-space file this config was read from."""
     overrides: dict[str, Any] = field(default_factory=dict)

@@ -67,9 +67,21 @@ def optuna_searcher(exp: ExperimentConfig) -> Any:
     }
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     searcher = OptunaSearch(sampler=samplers[exp.search.searcher]())
-    if exp.search.max_concurrent_trials:
-        return ConcurrencyLimiter(searcher, max_concurrent=exp.search.max_concurrent_trials)
-    return searcher
+    # Without a limiter Tune keeps one trial pending at a time for a searcher, so trials start one
+    # after another. Allowing as many as fit now keeps every slot busy while TPE still suggests
+    # each new configuration only when a slot frees, i.e. after seeing the results so far.
+    return ConcurrencyLimiter(searcher, max_concurrent=exp.search.max_concurrent_trials or slots(exp))
+
+
+def slots(exp: ExperimentConfig) -> int:
+    """Trials the Ray cluster can run at once with the stage's per-trial resources (at least 1)."""
+    import ray
+
+    resources = ray.cluster_resources()
+    fits = [resources.get("CPU", 1) / exp.search.cpus_per_trial]
+    if exp.search.gpus_per_trial:
+        fits.append(resources.get("GPU", 0) / exp.search.gpus_per_trial)
+    return max(1, int(min(fits)))
 
 
 def startup_trials(exp: ExperimentConfig) -> int:
