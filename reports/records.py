@@ -61,8 +61,9 @@ def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _read_results(path: Path) -> list[dict[str, Any]]:
-    """Ray's ``result.json``: one JSON object per report; a torn last line (crash) is skipped."""
+def read_results(trial_dir: str | Path) -> list[dict[str, Any]]:
+    """A trial's ``result.json`` (Ray: one JSON object per report); a torn line (crash) is skipped."""
+    path = Path(trial_dir) / "result.json"
     rows = []
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -85,7 +86,7 @@ def read_trial(trial_dir: Path, stage: dict[str, Any], ended: dict[str, dict[str
     params = _read_json(params_file) if params_file.is_file() else {}
     searched = {k: params.get(k) for k in stage.get("searched", [])}
     by_epoch: dict[int, dict[str, Any]] = {}
-    for row in _read_results(trial_dir / "result.json"):
+    for row in read_results(trial_dir):
         if "epoch" in row:
             # A trial restored after a failure may report an epoch twice: keep the latest.
             by_epoch[int(row["epoch"])] = row

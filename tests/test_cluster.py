@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from reports.records import STAGE_FILE, TRIALS_FILE
+from reports.records import STAGE_FILE, TRIALS_FILE, read_results
 from tests.cluster_util import RAY, LoopbackCluster, stop_process_group
 
 REPO = Path(__file__).resolve().parent.parent
@@ -147,20 +147,6 @@ def stage_dir(experiment: Path) -> Path:
     return stage
 
 
-def result_rows(trial_dir: Path) -> list[dict[str, Any]]:
-    """A trial's reports in ``result.json``, up to a line still being written."""
-    path = trial_dir / "result.json"
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return rows
-
-
 EPOCHS = 6
 
 
@@ -181,7 +167,7 @@ def test_a_trial_on_a_killed_node_resumes_from_its_checkpoint_elsewhere(tmp_path
             victim, deadline = None, time.monotonic() + 120
             while victim is None and driver.poll() is None and time.monotonic() < deadline:
                 for result in experiment.glob("*/*/result.json"):
-                    rows = result_rows(result.parent)
+                    rows = read_results(result.parent)
                     if len(rows) >= 2 and rows[-1]["node_ip"] == worker.ip:
                         assert rows[-1]["epoch"] < EPOCHS, "the trial finished before the kill"
                         worker.kill_raylet()
@@ -198,7 +184,7 @@ def test_a_trial_on_a_killed_node_resumes_from_its_checkpoint_elsewhere(tmp_path
     assert not cluster.leftover_processes()
 
     # 3. The trial finished every epoch, continuing on the head from its last checkpoint.
-    rows = result_rows(victim)
+    rows = read_results(victim)
     last_of_each = {row["epoch"]: row for row in rows}
     assert sorted(last_of_each) == list(range(1, EPOCHS + 1))
     on_worker = [r["epoch"] for r in rows if r["node_ip"] == worker.ip]
@@ -243,7 +229,7 @@ def test_a_search_runs_its_trials_on_both_nodes(cluster, tmp_path, shared):
     trials = sorted(p.parent for p in stage_dir(experiment).glob("*/result.json"))
     assert len(trials) == 2
     # Each trial ran on one node; with one CPU per node and per trial, on different nodes.
-    nodes = [{row["node_ip"] for row in result_rows(t)} for t in trials]
+    nodes = [{row["node_ip"] for row in read_results(t)} for t in trials]
     assert sorted(nodes, key=sorted) == sorted([{cluster.head.ip}, {cluster.workers[0].ip}], key=sorted)
     # The trials imported the code Ray shipped to the worker node, not the driver's files.
     shipped = cluster.workers[0].temp_dir.glob(

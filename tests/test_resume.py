@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from reports.records import read_results
 from tests.conftest import REPO, run_cli
 
 pytestmark = pytest.mark.e2e
@@ -61,8 +62,7 @@ def _sid(pid: int) -> int | None:
 
 
 def epochs_of(trial_dir: Path) -> list[int]:
-    rows = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines() if line.strip()]
-    return [int(r["epoch"]) for r in rows]
+    return [int(r["epoch"]) for r in read_results(trial_dir)]
 
 
 def wait_for(condition, proc: subprocess.Popen, timeout: float = 240) -> None:
