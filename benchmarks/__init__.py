@@ -12,6 +12,7 @@ and the pieces of those files (models, KorSTS subsets, a fixed grid of trials).
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import shlex
@@ -67,6 +68,19 @@ def header(title: str, name: str, argv: list[str]) -> str:
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, load average {load}"
     command = shlex.join(["python", "-m", "benchmarks", name, *argv])
     return f"**{title}** — {time.strftime('%Y-%m-%d %H:%M')}, {machine} — `{command}`"
+
+
+def model_parser(name: str, doc: str | None) -> argparse.ArgumentParser:
+    """The argument parser every Ray-run benchmark starts from: its usage line, doc and ``--model``."""
+    p = argparse.ArgumentParser(
+        prog=f"python -m benchmarks {name}",
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--model", choices=sorted(MODELS), default="e5-small-ko-bi4", help="default e5-small-ko-bi4"
+    )
+    return p
 
 
 def markdown_table(columns: list[str], rows: list[list[str]], align: str = "") -> str:

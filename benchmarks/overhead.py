@@ -43,12 +43,12 @@ if __package__ in (None, ""):  # run as a script: python benchmarks/overhead.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import (
-    MODELS,
     REPO,
     BenchmarkError,
     grid_experiment,
     header,
     markdown_table,
+    model_parser,
     run_search,
     spread,
 )
@@ -207,14 +207,7 @@ def table(timings: list[Timing]) -> str:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog=f"python -m benchmarks {NAME}",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--model", choices=sorted(MODELS), default="e5-small-ko-bi4", help="default e5-small-ko-bi4"
-    )
+    p = model_parser(NAME, __doc__)
     p.add_argument("--trials", type=int, default=4, help="configurations (default 4)")
     p.add_argument("--epochs", type=int, default=1, help="epochs per trial (default 1)")
     p.add_argument("--train-size", type=int, default=256, help="KorSTS training pairs (default 256)")

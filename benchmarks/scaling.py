@@ -28,7 +28,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: python benchmarks/scaling.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import MODELS, grid_experiment, header, markdown_table, run_search, spread
+from benchmarks import grid_experiment, header, markdown_table, model_parser, run_search, spread
 from benchmarks.overhead import ray_trials
 
 NAME = "scaling"
@@ -83,14 +83,7 @@ def table(runs: list[Run]) -> str:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog=f"python -m benchmarks {NAME}",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--model", choices=sorted(MODELS), default="e5-small-ko-bi4", help="default e5-small-ko-bi4"
-    )
+    p = model_parser(NAME, __doc__)
     p.add_argument("--trials", type=int, default=4, help="configurations (default 4)")
     p.add_argument("--epochs", type=int, default=2, help="epochs per trial (default 2)")
     p.add_argument("--train-size", type=int, default=480, help="KorSTS training pairs (default 480)")

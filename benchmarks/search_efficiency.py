@@ -45,7 +45,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: python benchmarks/search_efficiency.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import MODELS, header, korsts_subset, markdown_table, run_search
+from benchmarks import MODELS, header, korsts_subset, markdown_table, model_parser, run_search
 
 NAME = "search_efficiency"
 GOAL = 0.25
@@ -213,14 +213,7 @@ def outcome(key: str, seed: int | None, path: Path) -> Outcome:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog=f"python -m benchmarks {NAME}",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--model", choices=sorted(MODELS), default="e5-small-ko-bi4", help="default e5-small-ko-bi4"
-    )
+    p = model_parser(NAME, __doc__)
     p.add_argument("--train-size", type=int, default=400, help="KorSTS training pairs (default 400)")
     p.add_argument("--validation-size", type=int, default=200, help="validation pairs (default 200)")
     p.add_argument("--epochs", type=int, default=2, help="epochs per trial (default 2)")

@@ -225,7 +225,7 @@ def run_stage(
         "mode": mode,
         "num_epochs": num_epochs,
         "planned_trials": samples * grid_size(param_space),
-        "searcher": "grid" if grid else type(searcher).__name__ if searcher else "random",
+        "searcher": "grid" if grid else f"optuna-{exp.search.searcher}" if searcher else "variants",
         "scheduler": sched if isinstance(sched, str) else type(sched).__name__,
         "cpus_per_trial": exp.search.cpus_per_trial,
         "gpus_per_trial": exp.search.gpus_per_trial,

@@ -8,6 +8,7 @@ its stages prefixed with the method's name; then each method's winner is re-run 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,6 @@ def compare_method(exp: ExperimentConfig, splits: Any, prefix: str = "") -> list
         winner = max(winners, key=lambda w: sign * w["value"]) if winners else None
         entry = {"method": method, "stages": [d.name for d in stages], "winner": winner, "seeds_stage": None}
         if winner:
-            import json
-
             config = json.loads(Path(winner["config_file"]).read_text(encoding="utf-8"))
             seeds_stage = f"{prefix}seeds-{method}"
             done.append(
