@@ -1,7 +1,7 @@
 """Search efficiency: the compute (trial-epochs) each method needs to come within 0.005 of the best
 validation Pearson the full grid finds.
 
-    python -m benchmarks search_efficiency                  # CPU profile model, 400 pairs, 2 epochs (~20-25 min)
+    python -m benchmarks search_efficiency                  # CPU profile model, 400 pairs, 3 epochs (~20 min)
     python -m benchmarks search_efficiency --quick          # builtin:tiny, 64 pairs (~4 min)
     python -m benchmarks search_efficiency --seeds 1 2 3    # random/TPE/ASHA/PBT once per searcher seed
     python -m benchmarks search_efficiency --methods grid tpe_asha
@@ -11,10 +11,11 @@ same model, data, epochs and training seed, so one configuration gives one resul
 method tries it:
 
 - ``grid``: the full grid (``--method grid --full-grid``) over learning rate x batch size x
-  warm-up (default 3 x 2 x 2 = 12 trials, every one to the last epoch);
+  warm-up (default 4 x 3 x 2 = 24 trials, every one to the last epoch);
 - ``random``, ``tpe``: Optuna's random / TPE sampler (``--method optuna``, FIFO) over the ranges
   the grid spans (log-uniform learning rate, the grid's batch sizes, uniform warm-up);
-- ``tpe_asha``: TPE with ASHA stopping (grace 1 epoch, reduction factor 2): the project's default;
+- ``tpe_asha``: TPE with ASHA stopping (grace 1 epoch, reduction factor 2: rungs at epochs 1 and 2
+  of 3): the project's default;
 - ``pbt``: population-based training (``--method pbt``) of a small population over the same ranges.
 
 Results are read back from storage (``reports.read_experiment``). Every epoch result of a run, in
@@ -25,9 +26,8 @@ run. The goal: TPE + ASHA at <= 25% of the grid's compute. With trials running s
 epochs still in progress when the target is reached are not counted (at most one per other
 running trial).
 
-Optuna's TPE draws its first 10 trials (``n_startup_trials``) with a random sampler seeded like
-``RandomSampler``: with at most 10 samples, the TPE row repeats the random-search row, and TPE +
-ASHA differs from random search only by ASHA's stopping.
+TPE draws its first trials at random (``search.startup_trials``; by default a third of the
+budget, 2 to 10, where Optuna's own default is always 10) and models the results after that.
 """
 
 from __future__ import annotations
@@ -51,8 +51,6 @@ NAME = "search_efficiency"
 GOAL = 0.25
 """TPE + ASHA's cost to reach the target, as a share of the grid's compute, at most."""
 GOAL_METHOD = "tpe_asha"
-STARTUP_TRIALS = 10
-"""Optuna ``TPESampler``'s default ``n_startup_trials``: trials sampled at random before TPE."""
 
 
 @dataclass(frozen=True)
@@ -216,19 +214,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = model_parser(NAME, __doc__)
     p.add_argument("--train-size", type=int, default=400, help="KorSTS training pairs (default 400)")
     p.add_argument("--validation-size", type=int, default=200, help="validation pairs (default 200)")
-    p.add_argument("--epochs", type=int, default=2, help="epochs per trial (default 2)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs per trial (default 3)")
     p.add_argument(
         "--learning-rates",
         type=float,
         nargs="+",
-        default=[2e-5, 5e-5, 1e-4],
-        help="grid (default 2e-5 5e-5 1e-4)",
+        default=[1e-5, 3e-5, 1e-4, 3e-4],
+        help="grid (default 1e-5 3e-5 1e-4 3e-4)",
     )
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32], help="grid (default 16 32)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16, 32], help="grid (default 8 16 32)")
     p.add_argument(
         "--warmups", type=float, nargs="+", default=[0.0, 0.1], help="grid of warm-up ratios (default 0 0.1)"
     )
-    p.add_argument("--samples", type=int, default=8, help="trials of random, TPE and TPE + ASHA (default 8)")
+    p.add_argument(
+        "--samples", type=int, default=10, help="trials of random, TPE and TPE + ASHA (default 10)"
+    )
     p.add_argument("--population", type=int, default=4, help="PBT's population (default 4)")
     p.add_argument(
         "--methods",
@@ -242,15 +242,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--tolerance", type=float, default=0.005, help="distance to the grid's best (default 0.005)"
     )
+    p.add_argument("--storage", help="keep the runs in this folder (default: a temporary one, removed)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per run at most (default 1800)")
     p.add_argument(
         "--quick",
         action="store_true",
-        help="builtin:tiny, 64/32 pairs, a 2 x 1 x 2 grid, 3 samples, population 2",
+        help="builtin:tiny, 64/32 pairs, 2 epochs, a 2 x 1 x 2 grid, 3 samples, population 2",
     )
     args = p.parse_args(argv)
     if args.quick:
-        args.model, args.train_size, args.validation_size = "tiny", 64, 32
+        args.model, args.train_size, args.validation_size, args.epochs = "tiny", 64, 32, 2
         args.learning_rates, args.batch_sizes, args.samples, args.population = [1e-4, 1e-3], [16], 3, 2
     args.methods = ["grid", *(m for m in dict.fromkeys(args.methods) if m != "grid")]
     return args
@@ -260,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     outcomes = []
-    with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-search-") as scratch:
+        tmp = Path(args.storage).resolve() if args.storage else Path(scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
         for key in args.methods:
             method = METHODS[key]
             for seed in args.seeds if method.seeded else [None]:
@@ -268,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[{NAME}] {name} ...", file=sys.stderr, flush=True)
                 flags = method.flags
                 done = run_search(
-                    experiment(key, args, seed), method.cli, Path(tmp), name, flags, timeout=args.timeout
+                    experiment(key, args, seed), method.cli, tmp, name, flags, timeout=args.timeout
                 )
                 outcomes.append(outcome(key, seed, done.path))
                 o = outcomes[-1]
@@ -288,11 +291,12 @@ def main(argv: list[str] | None = None) -> int:
         f"best validation Pearson {grid.best:.4f} - {args.tolerance:g} = {grid.best - args.tolerance:.4f}.\n"
     )
     print(table(outcomes, args.tolerance))
-    if args.samples <= STARTUP_TRIALS:
-        print(
-            f"\nWith {args.samples} samples TPE never leaves its {STARTUP_TRIALS} random start-up trials "
-            "(Optuna's `n_startup_trials`): its trials are random search's, with the same seed."
-        )
+    from tuning.methods._stage import default_startup_trials
+
+    print(
+        f"\nTPE's first {default_startup_trials(args.samples)} of {args.samples} trials are drawn at random "
+        "(`search.startup_trials`, a third of the budget); it models the results from then on."
+    )
     shares = [
         spent / grid.trial_epochs
         for o in outcomes

@@ -85,10 +85,15 @@ def slots(exp: ExperimentConfig) -> int:
 
 
 def startup_trials(exp: ExperimentConfig) -> int:
-    """Random trials before TPE starts modelling: the file's value, else a third of the budget (2-10)."""
+    """Random trials before TPE starts modelling: the file's value, else ``default_startup_trials``."""
     if exp.search.startup_trials is not None:
         return exp.search.startup_trials
-    return min(10, max(2, exp.search.num_samples // 3))
+    return default_startup_trials(exp.search.num_samples)
+
+
+def default_startup_trials(num_samples: int) -> int:
+    """A third of the budget, between 2 and 10 (Optuna's own default is always 10)."""
+    return min(10, max(2, num_samples // 3))
 
 
 def scheduler_for(exp: ExperimentConfig, kind: str, num_epochs: int) -> Any:
