@@ -191,9 +191,10 @@ def grid_experiment(
     train_size: int,
     validation_size: int,
     max_concurrent_trials: int,
+    gpus_per_trial: float = 0,
 ) -> dict[str, Any]:
     """A fixed set of trials as a search-space file for ``--method grid``: one FIFO stage over
-    ``learning_rates``, 1 CPU per trial, nothing retried."""
+    ``learning_rates``, 1 CPU (and ``gpus_per_trial``) per trial, nothing retried."""
     if model not in MODELS:
         raise ValueError(f"model must be one of {sorted(MODELS)}. Got: {model!r}.")
     return {
@@ -204,6 +205,7 @@ def grid_experiment(
         "search": {
             "scheduler": "fifo",
             "cpus_per_trial": 1,
+            "gpus_per_trial": gpus_per_trial,
             "max_concurrent_trials": max_concurrent_trials,
             "max_failures": 0,
             "top_k": 1,

@@ -3,6 +3,7 @@
     python -m benchmarks scaling                    # 4 trials x 2 epochs, e5-small-ko (4 layers), 480 pairs (~10 min)
     python -m benchmarks scaling --quick            # builtin:tiny, 64 pairs (~2 min)
     python -m benchmarks scaling --concurrency 1 2 --trials 6
+    python -m benchmarks scaling --gpu --concurrency 1 2 4 --trials 8 --train-size 5749   # trials packed on one GPU
 
 ``run_search.py --method grid`` over the same learning-rate grid (FIFO, 1 CPU and 1 torch thread
 per trial, actors reused), once per ``--max-concurrent-trials`` value. The wall time is the
@@ -96,6 +97,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="trials at once, one run each (default 1 2)",
     )
     p.add_argument("--timeout", type=float, default=1200, help="seconds per run at most (default 1200)")
+    p.add_argument(
+        "--gpu", action="store_true", help="share one GPU: with n trials at once each gets 1/n of it"
+    )
     p.add_argument("--quick", action="store_true", help="builtin:tiny, 64 training / 32 validation pairs")
     args = p.parse_args(argv)
     if args.quick:
@@ -108,6 +112,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def gpu_text(gpu: bool) -> str:
+    """How the trials shared the GPU, if they had one."""
+    if not gpu:
+        return ""
+    import torch
+
+    return f" and 1/n of one {torch.cuda.get_device_name(0)} (n trials at once)"
+
+
 def main(argv: list[str] | None = None) -> int:
     from reports import read_experiment
 
@@ -117,8 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench-scaling-") as tmp:
         for n in args.concurrency:
+            gpus = 1 / n if args.gpu else 0
             config = grid_experiment(
-                NAME, args.model, rates, args.epochs, args.train_size, args.validation_size, n
+                NAME, args.model, rates, args.epochs, args.train_size, args.validation_size, n, gpus
             )
             done = run_search(config, "grid", Path(tmp), f"concurrency-{n}", timeout=args.timeout)
             record = read_experiment(done.path)
@@ -132,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\n{args.trials} trials (learning rates {rates}) x {args.epochs} epochs, {args.model} on "
         f"{args.train_size} KorSTS training / {args.validation_size} validation pairs, batch 16; "
-        f"1 CPU and 1 torch thread per trial, FIFO, actors reused; {os.cpu_count()} CPUs. "
+        f"1 CPU and 1 torch thread per trial{gpu_text(args.gpu)}, FIFO, actors reused; {os.cpu_count()} CPUs. "
         "Wall time is the stage's (Tuner created to `fit` returned).\n"
     )
     print(table(runs))

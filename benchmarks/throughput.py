@@ -6,6 +6,7 @@ with batches grouped by length.
     python -m benchmarks throughput --train-size 5749    # the full training split (hours at 512)
     python -m benchmarks throughput --architecture bi
     python -m benchmarks throughput --quick --repeats 3  # on a busy machine: fastest of 3 rounds
+    python -m benchmarks throughput --train-size 5749 --precision bf16   # on a GPU
 
 One epoch of ``run_training`` per padding, on the same model (the CPU profile's e5-small-ko cut
 to 4 layers), the same training pairs and the same seed. Padding to 512 is the original project's
@@ -97,6 +98,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--repeats", type=int, default=1, help="rounds over the variants; each keeps its fastest (default 1)"
     )
+    p.add_argument(
+        "--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="mixed precision needs a GPU"
+    )
     p.add_argument("--dropout", action="store_true", help="keep the model's dropout (results then differ)")
     p.add_argument("--quick", action="store_true", help="64 training and 64 validation pairs")
     args = p.parse_args(argv)
@@ -163,7 +167,11 @@ def measure(args: argparse.Namespace) -> tuple[list[Result], float, float]:
 
         def settings(group_by_length: bool, batch_size: int = args.batch_size) -> TrialSettings:
             training = TrainingConfig(
-                num_epochs=1, batch_size=batch_size, seed=args.seed, group_by_length=group_by_length
+                num_epochs=1,
+                batch_size=batch_size,
+                seed=args.seed,
+                group_by_length=group_by_length,
+                precision=args.precision,
             )
             return TrialSettings(data=data, model=cfg, training=training, threads=args.threads)
 
@@ -231,6 +239,13 @@ def table(results: list[Result], tolerance: float = TOLERANCE, dropout: bool = F
     return markdown_table(columns, rows, align="lrrrrrrl")
 
 
+def device() -> str:
+    """What trained: the GPU's name, or the CPU."""
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -246,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\n{args.architecture}-encoder {model} cut to {args.layers} layers ({dropout}); one epoch on "
         f"{args.train_size} of KorSTS's 5,749 training pairs (mean {mean_tokens:.1f} {unit}), "
         f"validation on {args.validation_size} of 1,500; batch {args.batch_size}, lr {lr:g}, seed {args.seed}, "
-        f"{args.threads} torch thread(s); fastest of {args.repeats} round(s). Train seconds exclude "
+        f"{args.threads} torch thread(s), {args.precision} on {device()}; fastest of {args.repeats} round(s). Train seconds exclude "
         f"validation and the set-up ({setup_s:.1f} s, measured apart).\n"
     )
     print(table(results, dropout=args.dropout))

@@ -6,6 +6,7 @@ rebuilds an identical report from storage.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from reports.disk import human
@@ -138,6 +139,9 @@ def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
     ):
         if meta.get(key) is not None:
             out.append(f"- {label}: `{meta[key]}`")
+    devices = Counter(str(e["device"]) for t in exp.trials for e in t.epochs[:1] if e.get("device"))
+    if devices:
+        out.append("- Trials trained on: " + ", ".join(f"`{d}` ({n})" for d, n in sorted(devices.items())))
     out += ["", "Resolved configuration:", "", "```json", _json(config), "```", ""]
     return "\n".join(out)
 

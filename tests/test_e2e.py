@@ -32,6 +32,9 @@ def test_optuna_smoke_search_writes_a_ranked_report(smoke_run):
     assert f"tensorboard --logdir {smoke_run / 'tensorboard'}" in report
     record = read_experiment(smoke_run)
     assert len(record.trials) == 2
+    # The CPU profile asks for no GPU: Ray hides any GPU from its trials.
+    assert all(e["device"] == "cpu" for t in record.trials for e in t.epochs)
+    assert "- Trials trained on: `cpu` (2)" in report
     assert [s["stage"] for s in record.stages] == ["optuna"]
     assert record.stages[0]["searched"] == ["batch_size", "learning_rate", "warmup_ratio", "weight_decay"]
     for trial in record.trials:

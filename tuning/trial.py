@@ -159,6 +159,7 @@ class EpochReporter(TrainerCallback):
             "train_loss": float(np.mean(self.train_loss)) if self.train_loss else float("nan"),
             "learning_rate": last_lr,
             "elapsed_s": time.time() - self.started,
+            "device": str(args.device),  # cpu, cuda:0, ...: where this trial trained
         }
         self.train_loss = []
         self.report(result, str(folder))
