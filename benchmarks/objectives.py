@@ -7,6 +7,7 @@ to reach a fixed validation Pearson (the first epoch at or above it, averaged ov
 
     python -m benchmarks objectives               # CPU profile, 3 seeds (about 15 min on 2 cores)
     python -m benchmarks objectives --quick       # builtin:tiny smoke, a minute
+    python -m benchmarks objectives --seeds 5 --storage runs/bench-objectives   # kept; re-tabled if run again
 """
 
 from __future__ import annotations
@@ -43,8 +44,10 @@ def summarize(record, target: float) -> dict:
     spread = seed_spread(stage, record)
     reached = [epochs_to(t.epochs, target) for t in record.trials]
     hits = [e for e in reached if e is not None]
+    first = [float(t.epochs[0]["pearson"]) for t in record.trials if t.epochs]
     return {
         "spread": spread,
+        "epoch1": mean_std(first),
         "epochs_to_target": mean_std([float(e) for e in hits]),
         "reached": f"{len(hits)}/{len(reached)}",
     }
@@ -58,13 +61,14 @@ def fmt(stat: tuple[float, float, int]) -> str:
 def table(rows: dict[str, dict], target: float) -> str:
     splits = sorted({s for r in rows.values() for s in r["spread"]["test"]})
     header = ["variant", "val pearson", "val f1", *[f"{s} {m}" for s in splits for m in ("pearson", "f1")]]
-    header += [f"epochs to val pearson {target}", "seeds reaching it"]
+    header += ["val pearson after epoch 1", f"epochs to val pearson {target}", "seeds reaching it"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, r in rows.items():
         sp = r["spread"]
         cells = [name, fmt(sp["validation"]["pearson"]), fmt(sp["validation"]["f1"])]
         cells += [fmt(sp["test"][s][m]) for s in splits for m in ("pearson", "f1")]
         mean, std, n = r["epochs_to_target"]
+        cells.append(fmt(r["epoch1"]))
         cells += ["-" if not n else f"{mean:.2f} ± {std:.2f}", r["reached"]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -77,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--quick", action="store_true", help="builtin:tiny smoke run (checks the script, not the ideas)"
     )
-    p.add_argument("--storage", default=None, help="keep the runs here (default: a temporary folder)")
+    p.add_argument(
+        "--storage",
+        default=None,
+        help="keep the runs here (default: a temporary folder); variants already finished there are read, not re-run",
+    )
     args = p.parse_args(argv)
     from reports import read_experiment
 
@@ -97,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
             ),
             encoding="utf-8",
         )
+        if (storage / f"v{i}" / "report.md").is_file():  # finished in an earlier call: read, not re-run
+            print(f"[objectives] {name}: reading the finished run {storage / f'v{i}'}", flush=True)
+            rows[name] = summarize(read_experiment(storage / f"v{i}"), args.target)
+            continue
         command = [sys.executable, str(REPO / "run_search.py"), "--method", "seeds", "--space", str(space)]
         command += ["--seeds", str(args.seeds), "--storage", str(storage), "--name", f"v{i}"]
         if args.quick:
