@@ -300,10 +300,10 @@ def conclude(exp: Any, splits: Any, meta: dict[str, Any], started: float) -> int
     write_scores(scores, exp_dir)
     if "untuned" not in meta:
         meta["untuned"] = untuned_start(TrialSettings.from_dict(fixed_config(exp)), splits)
-    freed = prune_checkpoints(record, scores)
+    freed = prune_checkpoints(record, scores, metric, mode)
     if freed:
         print(
-            f"[run_search] removed checkpoints of trials stopped early: {freed / 2**20:.0f} MiB freed",
+            f"[run_search] removed checkpoints no trial needs any more: {freed / 2**20:.0f} MiB freed",
             flush=True,
         )
     top = [s for s in scores if s["role"] == "top"]

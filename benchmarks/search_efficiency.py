@@ -242,7 +242,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--tolerance", type=float, default=0.005, help="distance to the grid's best (default 0.005)"
     )
-    p.add_argument("--storage", help="keep the runs in this folder (default: a temporary one, removed)")
+    p.add_argument(
+        "--storage",
+        help="keep the runs in this folder (default: a temporary one, removed); runs already finished "
+        "there are read, not re-run",
+    )
     p.add_argument("--timeout", type=float, default=1800, help="seconds per run at most (default 1800)")
     p.add_argument(
         "--quick",
@@ -268,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
             method = METHODS[key]
             for seed in args.seeds if method.seeded else [None]:
                 name = key if seed is None else f"{key}-seed{seed}"
+                if (tmp / name / "report.md").is_file():  # finished in an earlier call (--storage)
+                    print(f"[{NAME}] {name}: reading the finished run", file=sys.stderr, flush=True)
+                    outcomes.append(outcome(key, seed, tmp / name))
+                    continue
                 print(f"[{NAME}] {name} ...", file=sys.stderr, flush=True)
                 flags = method.flags
                 done = run_search(

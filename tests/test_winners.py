@@ -1,4 +1,4 @@
-"""Winners' housekeeping: checkpoints of trials stopped early are removed once they cannot win."""
+"""Winners' housekeeping: checkpoints that can no longer matter are removed after a search."""
 
 from __future__ import annotations
 
@@ -26,3 +26,19 @@ def test_stopped_trials_lose_their_checkpoints_unless_they_are_winners(tmp_path)
     assert freed == 100
     kept = {t.trial_id: (Path(t.path) / "checkpoint_000000").is_dir() for t in trials}
     assert kept == {"a": True, "b": False, "c": True}
+
+
+def test_a_trial_keeps_only_its_best_epochs_checkpoint(tmp_path):
+    # PBT keeps several checkpoints per trial while it runs; afterwards only the best one is needed.
+    t = trial(tmp_path, "a", "finished")
+    for name in ("checkpoint_000001", "checkpoint_000002"):
+        (Path(t.path) / name).mkdir()
+        (Path(t.path) / name / "model.safetensors").write_bytes(b"x" * 10)
+    t.epochs = [
+        {"epoch": 1, "pearson": 0.5, "checkpoint_dir_name": "checkpoint_000000"},
+        {"epoch": 2, "pearson": 0.7, "checkpoint_dir_name": "checkpoint_000001"},
+        {"epoch": 3, "pearson": 0.6, "checkpoint_dir_name": "checkpoint_000002"},
+    ]
+    record = ExperimentRecord(str(tmp_path), {}, [], [t], [])
+    assert prune_checkpoints(record, [], "pearson", "max") == 110
+    assert sorted(p.name for p in Path(t.path).glob("checkpoint_*")) == ["checkpoint_000001"]

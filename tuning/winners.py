@@ -106,18 +106,27 @@ def write_scores(scores: list[dict[str, Any]], experiment_dir: str | Path) -> No
     Path(experiment_dir, TEST_SCORES_FILE).write_text(json.dumps(scores, indent=2), encoding="utf-8")
 
 
-def prune_checkpoints(record: ExperimentRecord, scored: list[dict[str, Any]]) -> int:
-    """Delete the checkpoints of trials the scheduler stopped early that are not winners.
+def prune_checkpoints(
+    record: ExperimentRecord, scored: list[dict[str, Any]], metric: str = "pearson", mode: str = "max"
+) -> int:
+    """Delete the checkpoints that can no longer matter once a search has ended.
 
-    Once a search has ended such a trial cannot win any more; finished trials keep their one
-    best checkpoint (for ``seeds --from`` and later scoring). Returns the bytes freed.
+    A trial the scheduler stopped early that is not a winner loses all of them; every other trial
+    keeps only its best epoch's (for ``seeds --from`` and later scoring), removing the extra ones
+    a stage kept while it ran (PBT). Returns the bytes freed.
     """
     keep = {(s["stage"], s["trial_id"]) for s in scored}
     freed = 0
     for trial in record.trials:
-        if trial.status != "stopped" or (trial.stage, trial.trial_id) in keep:
-            continue
+        if trial.status == "stopped" and (trial.stage, trial.trial_id) not in keep:
+            best = None
+        else:
+            best = trial.checkpoint(metric, mode)
+            if best is None:  # no epoch to say which is best: leave the trial as it is
+                continue
         for folder in Path(trial.path).glob("checkpoint_*"):
+            if best is not None and folder == Path(best):
+                continue
             freed += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
             shutil.rmtree(folder)
     return freed

@@ -184,6 +184,7 @@ def run_stage(
     scheduler: str | Any | None = None,
     searcher: Any = "auto",
     extra: dict[str, Any] | None = None,
+    keep_checkpoints: int = 1,
 ) -> Path:
     """Run one Ray Tune experiment, then record its winner in ``<stage>/stage.json``.
 
@@ -197,6 +198,8 @@ def run_stage(
         scheduler: ``asha``, ``fifo`` or a Tune scheduler object; default ``search.scheduler``.
         searcher: ``auto`` (Optuna for sampled spaces, none for grids), or a Tune searcher / None.
         extra: more facts to record in ``stage.json`` (e.g. where carried values came from).
+        keep_checkpoints: checkpoints each trial keeps while the stage runs, the best by the
+            metric (PBT needs more than one: other trials restore from them).
 
     Returns:
         The stage's folder in storage.
@@ -252,8 +255,9 @@ def run_stage(
         tuner = tune.Tuner.restore(str(stage_dir), trainable, resume_unfinished=True, resume_errored=True)
     else:
         tuner = _new_tuner(
-            exp, stage, trainable, param_space, searcher, sched, samples, num_epochs, record, stage_dir
-        )
+            exp, stage, trainable, param_space, searcher, sched, samples, num_epochs, record, stage_dir,
+            keep_checkpoints,
+        )  # fmt: skip
     results = tuner.fit()
     # Tune returns normally when interrupted (Ctrl-C) after saving its state.
     ended = results.num_terminated + results.num_errors
@@ -275,6 +279,7 @@ def _new_tuner(
     num_epochs: int,
     record: dict[str, Any],
     stage_dir: Path,
+    keep_checkpoints: int,
 ) -> Any:
     from ray import tune
 
@@ -297,7 +302,7 @@ def _new_tuner(
             name=stage,
             storage_path=str(stage_dir.parent),
             checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=1, checkpoint_score_attribute=metric, checkpoint_score_order=mode
+                num_to_keep=keep_checkpoints, checkpoint_score_attribute=metric, checkpoint_score_order=mode
             ),
             failure_config=tune.FailureConfig(max_failures=exp.search.max_failures),
             callbacks=[TrialLog(stage_dir, record["searched"], num_epochs)],
