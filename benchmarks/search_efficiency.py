@@ -1,7 +1,7 @@
 """Search efficiency: the compute (trial-epochs) each method needs to come within 0.005 of the best
 validation Pearson the full grid finds.
 
-    python -m benchmarks search_efficiency                  # CPU profile model, 400 pairs, 3 epochs (~20 min)
+    python -m benchmarks search_efficiency                  # CPU profile model, 400 pairs, 3 epochs (~17 min)
     python -m benchmarks search_efficiency --quick          # builtin:tiny, 64 pairs (~4 min)
     python -m benchmarks search_efficiency --seeds 1 2 3    # random/TPE/ASHA/PBT once per searcher seed
     python -m benchmarks search_efficiency --methods grid tpe_asha
