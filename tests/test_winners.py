@@ -42,3 +42,15 @@ def test_a_trial_keeps_only_its_best_epochs_checkpoint(tmp_path):
     record = ExperimentRecord(str(tmp_path), {}, [], [t], [])
     assert prune_checkpoints(record, [], "pearson", "max") == 110
     assert sorted(p.name for p in Path(t.path).glob("checkpoint_*")) == ["checkpoint_000001"]
+
+
+def test_an_unfinished_trial_keeps_every_checkpoint_for_resume(tmp_path):
+    t = trial(tmp_path, "a", "incomplete")
+    (Path(t.path) / "checkpoint_000001").mkdir()
+    t.epochs = [
+        {"epoch": 1, "pearson": 0.7, "checkpoint_dir_name": "checkpoint_000000"},
+        {"epoch": 2, "pearson": 0.6, "checkpoint_dir_name": "checkpoint_000001"},
+    ]
+    record = ExperimentRecord(str(tmp_path), {}, [], [t], [])
+    assert prune_checkpoints(record, [], "pearson", "max") == 0
+    assert len(list(Path(t.path).glob("checkpoint_*"))) == 2

@@ -111,19 +111,22 @@ def prune_checkpoints(
 ) -> int:
     """Delete the checkpoints that can no longer matter once a search has ended.
 
-    A trial the scheduler stopped early that is not a winner loses all of them; every other trial
-    keeps only its best epoch's (for ``seeds --from`` and later scoring), removing the extra ones
-    a stage kept while it ran (PBT). Returns the bytes freed.
+    A trial the scheduler stopped early that is not a winner loses all of them; a finished trial
+    keeps only its best epoch's (for ``seeds --from`` and later scoring), losing the extra ones a
+    stage kept while it ran (PBT). Unfinished and failed trials keep everything: ``--resume``
+    continues them from their latest checkpoint. Returns the bytes freed.
     """
     keep = {(s["stage"], s["trial_id"]) for s in scored}
     freed = 0
     for trial in record.trials:
         if trial.status == "stopped" and (trial.stage, trial.trial_id) not in keep:
             best = None
-        else:
+        elif trial.status == "finished":
             best = trial.checkpoint(metric, mode)
             if best is None:  # no epoch to say which is best: leave the trial as it is
                 continue
+        else:
+            continue
         for folder in Path(trial.path).glob("checkpoint_*"):
             if best is not None and folder == Path(best):
                 continue
