@@ -186,9 +186,9 @@ def git_commit() -> str | None:
 
 
 def machine() -> str:
-    import torch
+    from tuning.config import gpu_names
 
-    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    gpus = gpu_names()
     return f"{platform.machine()}, {os.cpu_count()} CPUs, " + (
         f"GPUs: {', '.join(gpus)}" if gpus else "no GPU"
     )

@@ -64,8 +64,13 @@ def header(title: str, name: str, argv: list[str]) -> str:
         name: the benchmark's name in ``BENCHMARKS``.
         argv: the benchmark's arguments.
     """
+    from tuning.config import gpu_names
+
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, load average {load}"
+    gpus = gpu_names()
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, load average {load}, " + (
+        f"GPUs: {', '.join(gpus)}" if gpus else "no GPU"
+    )
     command = shlex.join(["python", "-m", "benchmarks", name, *argv])
     return f"**{title}** — {time.strftime('%Y-%m-%d %H:%M')}, {machine} — `{command}`"
 
@@ -113,6 +118,7 @@ def run_search(
     flags: tuple[str, ...] = (),
     driver: tuple[str, ...] | None = None,
     timeout: float = 1800,
+    reuse: bool = False,
 ) -> SearchRun:
     """Run ``run_search.py`` on ``config`` (written as ``<storage>/<name>.yaml``) in a child process.
 
@@ -128,8 +134,14 @@ def run_search(
         driver: the interpreter command to run instead of ``python run_search.py`` (it gets the
             same arguments), e.g. ``(python, -c, code)``.
         timeout: seconds before the run and its process group are killed.
+        reuse: a run that finished in an earlier call (``<storage>/<name>/report.md`` exists) is
+            returned as it is, not run again (its ``wall_s`` is NaN).
     """
     import yaml
+
+    if reuse and (storage / name / "report.md").is_file():
+        print(f"[benchmarks] {name}: finished earlier in {storage / name}, read, not re-run", file=sys.stderr)
+        return SearchRun(path=storage / name, wall_s=float("nan"))
 
     space = storage / f"{name}.yaml"
     space.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")

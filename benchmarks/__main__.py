@@ -13,7 +13,7 @@ import importlib
 import subprocess
 import sys
 
-from benchmarks import BENCHMARKS, REPO
+from benchmarks import BENCHMARKS, REPO, BenchmarkError
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -55,7 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.name == "all":
         return run_all(args.args)
-    return importlib.import_module(f"benchmarks.{args.name}").main(args.args)
+    try:
+        return importlib.import_module(f"benchmarks.{args.name}").main(args.args)
+    except BenchmarkError as err:  # a run it started failed: say which and where its log is
+        print(f"error: {args.name}: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

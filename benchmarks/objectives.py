@@ -5,24 +5,25 @@ the same seeds through the real search (`run_search.py --method seeds`), scored 
 on the test splits. Prints one table: mean ± std over seeds, and the epochs each variant needed
 to reach a fixed validation Pearson (the first epoch at or above it, averaged over seeds that did).
 
-    python -m benchmarks objectives               # CPU profile, 3 seeds (about 15 min on 2 cores)
+    python -m benchmarks objectives               # CPU profile, 3 seeds (~20 min alone on 2 cores, estimated)
     python -m benchmarks objectives --quick       # builtin:tiny smoke, a minute
-    python -m benchmarks objectives --seeds 5 --storage runs/bench-objectives   # kept; re-tabled if run again
+    python -m benchmarks objectives --seeds 5 --storage runs/bench-objectives   # recorded: 71 min, cores shared
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
+if __package__ in (None, ""):  # run as a script: python benchmarks/objectives.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-REPO = Path(__file__).resolve().parent.parent
+from benchmarks import REPO, header, markdown_table, run_search
+
+NAME = "objectives"
 VARIANTS = {
     "mse": {"loss": "mse"},
     "corr_mae α=0.1": {"loss": "corr_mae", "alpha": 0.1},
@@ -59,25 +60,26 @@ def fmt(stat: tuple[float, float, int]) -> str:
 
 
 def table(rows: dict[str, dict], target: float) -> str:
+    """The markdown table: one row per variant, mean ± std over seeds."""
     splits = sorted({s for r in rows.values() for s in r["spread"]["test"]})
-    header = ["variant", "val pearson", "val f1", *[f"{s} {m}" for s in splits for m in ("pearson", "f1")]]
-    header += ["val pearson after epoch 1", f"epochs to val pearson {target}", "seeds reaching it"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    columns = ["variant", "val pearson", "val f1", *[f"{s} {m}" for s in splits for m in ("pearson", "f1")]]
+    columns += ["val pearson after epoch 1", f"epochs to val pearson {target}", "seeds reaching it"]
+    body = []
     for name, r in rows.items():
         sp = r["spread"]
         cells = [name, fmt(sp["validation"]["pearson"]), fmt(sp["validation"]["f1"])]
         cells += [fmt(sp["test"][s][m]) for s in splits for m in ("pearson", "f1")]
         mean, std, n = r["epochs_to_target"]
-        cells.append(fmt(r["epoch1"]))
-        cells += ["-" if not n else f"{mean:.2f} ± {std:.2f}", r["reached"]]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        cells += [fmt(r["epoch1"]), "-" if not n else f"{mean:.2f} ± {std:.2f}", r["reached"]]
+        body.append(cells)
+    return markdown_table(columns, body, align="l" + "r" * (len(columns) - 1))
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks objectives", description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--target", type=float, default=0.70, help="validation Pearson to reach")
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(prog=f"python -m benchmarks {NAME}", description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, default=3, help="training seeds per variant (default 3)")
+    p.add_argument("--target", type=float, default=0.70, help="validation Pearson to reach (default 0.70)")
     p.add_argument(
         "--quick", action="store_true", help="builtin:tiny smoke run (checks the script, not the ideas)"
     )
@@ -93,39 +95,23 @@ def main(argv: list[str] | None = None) -> int:
     storage.mkdir(parents=True, exist_ok=True)
     started = time.time()
     rows = {}
+    flags = ("--seeds", str(args.seeds), *(["--smoke-test"] if args.quick else []))
     for i, (name, change) in enumerate(VARIANTS.items()):
-        space = storage / f"variant{i}.yaml"
-        space.write_text(
-            yaml.safe_dump(
-                {
-                    "base": str(REPO / "search_spaces" / "cpu" / "baseline.yaml"),
-                    "name": f"v{i}",
-                    "training": change,
-                }
-            ),
-            encoding="utf-8",
-        )
-        if (storage / f"v{i}" / "report.md").is_file():  # finished in an earlier call: read, not re-run
-            print(f"[objectives] {name}: reading the finished run {storage / f'v{i}'}", flush=True)
-            rows[name] = summarize(read_experiment(storage / f"v{i}"), args.target)
-            continue
-        command = [sys.executable, str(REPO / "run_search.py"), "--method", "seeds", "--space", str(space)]
-        command += ["--seeds", str(args.seeds), "--storage", str(storage), "--name", f"v{i}"]
-        if args.quick:
-            command.append("--smoke-test")
-        print(f"[objectives] {name}: {' '.join(command[1:])}", flush=True)
-        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-        if done.returncode != 0:
-            print(done.stdout[-2000:] + done.stderr[-2000:], file=sys.stderr)
-            return done.returncode
-        rows[name] = summarize(read_experiment(storage / f"v{i}"), args.target)
-    print()
-    print(
-        f"objectives benchmark, {time.strftime('%Y-%m-%d')}, {platform.machine()} {platform.node()}, "
-        f"{'builtin:tiny smoke' if args.quick else 'CPU profile (e5-small-ko 4 layers, bi, 1,000 KorSTS pairs, 3 epochs)'}, "
-        f"{args.seeds} seeds, {time.time() - started:.0f} s; runs in {storage}"
+        config = {
+            "base": str(REPO / "search_spaces" / "cpu" / "baseline.yaml"),
+            "name": f"v{i}",
+            "training": change,
+        }
+        print(f"[{NAME}] {name} ...", file=sys.stderr, flush=True)
+        done = run_search(config, "seeds", storage, f"v{i}", flags, reuse=True)
+        rows[name] = summarize(read_experiment(done.path), args.target)
+    profile = (
+        "builtin:tiny smoke"
+        if args.quick
+        else "CPU profile (e5-small-ko 4 layers, bi, 1,000 KorSTS pairs, 3 epochs)"
     )
-    print()
+    print(header("Correlation loss and multi-task head vs MSE", NAME, argv))
+    print(f"\n{profile}, {args.seeds} seeds per variant, {time.time() - started:.0f} s; runs in {storage}.\n")
     print(table(rows, args.target))
     return 0
 

@@ -104,21 +104,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.model, args.train_size, args.validation_size = "tiny", 64, 32
+    if args.gpu:
+        from tuning.config import gpu_names
+
+        if not gpu_names():
+            p.error("--gpu shares a CUDA GPU among the trials, and this machine has none: drop --gpu.")
     args.concurrency = sorted(set(args.concurrency))
     cpus = os.cpu_count() or 1
     wrong = [c for c in args.concurrency if not 1 <= c <= cpus]
     if wrong:
         p.error(f"--concurrency values must lie in 1..{cpus} (1 CPU per trial on {cpus} CPUs), got {wrong}.")
     return args
-
-
-def gpu_text(gpu: bool) -> str:
-    """How the trials shared the GPU, if they had one."""
-    if not gpu:
-        return ""
-    import torch
-
-    return f" and 1/n of one {torch.cuda.get_device_name(0)} (n trials at once)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\n{args.trials} trials (learning rates {rates}) x {args.epochs} epochs, {args.model} on "
         f"{args.train_size} KorSTS training / {args.validation_size} validation pairs, batch 16; "
-        f"1 CPU and 1 torch thread per trial{gpu_text(args.gpu)}, FIFO, actors reused; {os.cpu_count()} CPUs. "
+        f"1 CPU and 1 torch thread per trial{' and 1/n of the GPU (n at once)' if args.gpu else ''}, FIFO, actors reused; {os.cpu_count()} CPUs. "
         "Wall time is the stage's (Tuner created to `fit` returned).\n"
     )
     print(table(runs))

@@ -272,14 +272,16 @@ def main(argv: list[str] | None = None) -> int:
             method = METHODS[key]
             for seed in args.seeds if method.seeded else [None]:
                 name = key if seed is None else f"{key}-seed{seed}"
-                if (tmp / name / "report.md").is_file():  # finished in an earlier call (--storage)
-                    print(f"[{NAME}] {name}: reading the finished run", file=sys.stderr, flush=True)
-                    outcomes.append(outcome(key, seed, tmp / name))
-                    continue
                 print(f"[{NAME}] {name} ...", file=sys.stderr, flush=True)
                 flags = method.flags
                 done = run_search(
-                    experiment(key, args, seed), method.cli, tmp, name, flags, timeout=args.timeout
+                    experiment(key, args, seed),
+                    method.cli,
+                    tmp,
+                    name,
+                    flags,
+                    timeout=args.timeout,
+                    reuse=True,
                 )
                 outcomes.append(outcome(key, seed, done.path))
                 o = outcomes[-1]

@@ -239,13 +239,6 @@ def table(results: list[Result], tolerance: float = TOLERANCE, dropout: bool = F
     return markdown_table(columns, rows, align="lrrrrrrl")
 
 
-def device() -> str:
-    """What trained: the GPU's name, or the CPU."""
-    import torch
-
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -261,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\n{args.architecture}-encoder {model} cut to {args.layers} layers ({dropout}); one epoch on "
         f"{args.train_size} of KorSTS's 5,749 training pairs (mean {mean_tokens:.1f} {unit}), "
         f"validation on {args.validation_size} of 1,500; batch {args.batch_size}, lr {lr:g}, seed {args.seed}, "
-        f"{args.threads} torch thread(s), {args.precision} on {device()}; fastest of {args.repeats} round(s). Train seconds exclude "
+        f"{args.threads} torch thread(s), {args.precision} (on the GPU if the header names one); fastest of {args.repeats} round(s). Train seconds exclude "
         f"validation and the set-up ({setup_s:.1f} s, measured apart).\n"
     )
     print(table(results, dropout=args.dropout))

@@ -6,6 +6,7 @@ Nothing here trains a model or starts Ray; the benchmarks themselves are run by 
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 
@@ -17,13 +18,15 @@ from benchmarks import (
     grid_experiment,
     header,
     markdown_table,
+    objectives,
     overhead,
+    run_search,
     scaling,
     search_efficiency,
     spread,
     throughput,
 )
-from tuning.config import parse_experiment, validate
+from tuning.config import SHARED_ENV, parse_experiment, validate
 from tuning.spaces import check_experiment
 
 
@@ -179,6 +182,17 @@ def test_scaling_refuses_more_trials_at_once_than_cpus():
         scaling.parse_args(["--concurrency", "1", "999"])
 
 
+def test_scaling_gpu_flag_needs_a_gpu(capsys):
+    from tuning.config import gpu_names
+
+    if gpu_names():
+        assert scaling.parse_args(["--gpu"]).gpu
+        return
+    with pytest.raises(SystemExit):
+        scaling.parse_args(["--gpu"])
+    assert "this machine has none: drop --gpu" in capsys.readouterr().err
+
+
 # --- search efficiency ---
 
 
@@ -243,3 +257,50 @@ def test_grid_experiment_is_a_valid_search_space():
     assert exp.data.source == "files" and exp.data.test is None
     with pytest.raises(ValueError, match="model must be one of"):
         grid_experiment("x", "nope", [1e-4], 1, 64, 32, 1)
+
+
+# --- runs of run_search.py ---
+
+
+def test_a_finished_run_is_read_not_rerun(tmp_path):
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "report.md").write_text("# finished\n", encoding="utf-8")
+    run = run_search({"name": "x"}, "optuna", tmp_path, "done", reuse=True)
+    assert run.path == tmp_path / "done" and math.isnan(run.wall_s)
+    assert not (tmp_path / "done.log").exists()  # no process was started
+
+
+def test_a_failed_run_is_one_clear_message(tmp_path):
+    env = {**os.environ, SHARED_ENV: str(tmp_path / "nowhere")}
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "objectives", "--quick", "--storage", str(tmp_path / "runs")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    assert "error: objectives: run_search.py (v0) exited 2" in out.stderr
+    assert "Traceback" not in out.stderr.split("error: objectives:")[0]
+
+
+# --- objectives ---
+
+
+def test_objectives_epochs_to_target_and_table():
+    epochs = [{"epoch": 1, "pearson": 0.6}, {"epoch": 2, "pearson": 0.71}, {"epoch": 3, "pearson": 0.72}]
+    assert objectives.epochs_to(epochs, 0.70) == 2
+    assert objectives.epochs_to(epochs, 0.80) is None
+    row = {
+        "spread": {
+            "validation": {"pearson": (0.71, 0.002, 3), "f1": (0.7, 0.01, 3)},
+            "test": {"test": {"pearson": (0.65, 0.001, 3), "f1": (0.74, 0.003, 3)}},
+        },
+        "epoch1": (0.69, 0.002, 3),
+        "epochs_to_target": (0.0, 0.0, 0),
+        "reached": "0/3",
+    }
+    lines = objectives.table({"mse": row}, 0.7).splitlines()
+    assert lines[0].startswith(
+        "| variant | val pearson | val f1 | test pearson | test f1 | val pearson after epoch 1"
+    )
+    assert lines[2] == (
+        "| mse | 0.7100 ± 0.0020 | 0.7000 ± 0.0100 | 0.6500 ± 0.0010 | 0.7400 ± 0.0030 | 0.6900 ± 0.0020 | - | 0/3 |"
+    )

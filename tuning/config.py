@@ -17,6 +17,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_ENV = "KLUE_TUNE_SHARED"
 
 
+def gpu_names() -> list[str]:
+    """The CUDA GPUs this process sees (empty without any): what a trial here would train on."""
+    import torch
+
+    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+
+
 def shared_dir() -> Path:
     """The folder with offline data and models: ``$KLUE_TUNE_SHARED`` or ``<repo>/../shared``."""
     return Path(os.environ.get(SHARED_ENV) or REPO_ROOT.parent / "shared").resolve()

@@ -120,15 +120,13 @@ def prune_checkpoints(
     freed = 0
     for trial in record.trials:
         if trial.status == "stopped" and (trial.stage, trial.trial_id) not in keep:
-            best = None
-        elif trial.status == "finished":
-            best = trial.checkpoint(metric, mode)
-            if best is None:  # no epoch to say which is best: leave the trial as it is
-                continue
-        else:
+            kept = None
+        elif trial.status == "finished" and (best := trial.checkpoint(metric, mode)):
+            kept = Path(best)
+        else:  # unfinished, failed, a winner stopped early, or no epoch to tell which is best
             continue
         for folder in Path(trial.path).glob("checkpoint_*"):
-            if best is not None and folder == Path(best):
+            if folder == kept:
                 continue
             freed += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
             shutil.rmtree(folder)
