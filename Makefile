@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NAME ?= demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: install demo test test-fast lint bench clean-runs
+.PHONY: install browser demo test test-fast lint bench clean-runs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,15 +19,30 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The browser tests drive the system's Chromium and need a Korean font: installed when missing
+# (as root, with apt-get); otherwise one line says what to install, and make stops.
+BROWSER_DEBS := chromium fonts-nanum
+browser:
+	@if command -v chromium >/dev/null && fc-list 2>/dev/null | grep -qi nanum; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "make: installing $(BROWSER_DEBS) for the browser tests (apt-get)"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_DEBS) >/dev/null; } \
+	    || { echo "make: apt-get could not install $(BROWSER_DEBS) (see above)"; exit 1; }; \
+	else \
+	  echo "make: the browser tests need Chromium and a Korean font; install them as root: apt-get update && apt-get install -y $(BROWSER_DEBS)"; \
+	  exit 1; \
+	fi
+
 # Optuna TPE + ASHA on the CPU profile (e5-small-ko, KorSTS), then the report.
 demo: $(STAMP)
 	$(PY) run_search.py --method optuna --profile cpu --name $(NAME)
 
-test: $(STAMP)
-	$(PY) -m pytest -q
+# PYTEST_ARGS picks tests, e.g. make test PYTEST_ARGS=tests/test_serve_browser.py
+test: $(STAMP) browser
+	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # Unit tests only (no Ray search): seconds.
-test-fast: $(STAMP)
+test-fast: $(STAMP) browser
 	$(PY) -m pytest -q -m "not e2e"
 
 lint: $(STAMP)
