@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 from transformers import AutoTokenizer
 
@@ -27,6 +29,7 @@ from tuning.config import REPO_ROOT, ConfigError, ModelConfig
 from tuning.model import ModelError, STSModel, predict
 from tuning.serving import (
     MAX_BATCH_PAIRS,
+    MAX_BODY_BYTES,
     MAX_SENTENCE_CHARS,
     DynamicBatcher,
     ServedModel,
@@ -34,6 +37,7 @@ from tuning.serving import (
     export_untrained,
     serve,
 )
+from tuning.serving.app import TEXT_PATTERN
 from tuning.serving.launcher import ServerProcess
 from tuning.serving.page import DIFFERENT_TEXT, SIMILAR_TEXT, load_template, render_page
 
@@ -179,6 +183,15 @@ def test_page_shows_verdict_and_escapes_input(score: float, verdict: str) -> Non
     assert '<p id="error" role="alert" hidden></p>' in page
 
 
+def test_text_pattern_refuses_exactly_what_isspace_calls_whitespace() -> None:
+    # The schema's pattern and the server's check are one regex; it must agree with str.isspace on
+    # every code point, also read as ASCII-only (how schemathesis reads ECMA 262 patterns).
+    for flags in (0, re.ASCII):
+        pattern = re.compile(TEXT_PATTERN, flags)
+        disagree = [c for c in range(sys.maxunicode + 1) if bool(pattern.search(chr(c))) == chr(c).isspace()]
+        assert disagree == []
+
+
 @pytest.mark.parametrize("architecture", ["cross", "bi"])
 def test_served_model_scores_as_predict(tmp_path: Path, architecture: str) -> None:
     folder = export_tiny(tmp_path / "m", architecture)
@@ -299,12 +312,16 @@ TOO_MANY = {"pairs": [as_pair(PAIRS[0])] * (MAX_BATCH_PAIRS + 1)}
         ("/similarity", {"sentence1": None, "sentence2": "가"}, 422, "sentence1: Input should be a valid string"),
         ("/similarity", {"sentence1": "", "sentence2": "가"}, 422, "sentence1: String should have at least 1"),
         ("/similarity", {"sentence1": "가", "sentence2": " \t\n"}, 422, "sentence2: Value error, must contain text"),
+        ("/similarity", {"sentence1": "\u3000\x1c", "sentence2": "가"}, 422, "sentence1: Value error, must contain text"),
         ("/similarity", {"sentence1": LONG, "sentence2": "가"}, 422, f"sentence1: String should have at most {MAX_SENTENCE_CHARS}"),
         ("/similarity", {"sentence1": "가", "sentence2": "나", "sentence3": "다"}, 422, "sentence3: Extra inputs"),
         ("/similarity", b'{"sentence1": "\xea\xb0\x80",', 422, "body: invalid JSON at character"),
         ("/similarity", ["가", "나"], 422, "body: Input should be a valid dictionary"),
         ("/similarity", b"", 422, "body: Field required"),
         ("/similarity", b"x" * (2 << 20), 413, "body: 2097152 bytes is over the limit"),
+        ("/similarity", b"x" * (MAX_BODY_BYTES + 1), 413, f"body: {MAX_BODY_BYTES + 1} bytes is over the limit"),
+        ("/similarity", b"x" * MAX_BODY_BYTES, 422, "body: invalid JSON at character 0"),  # at the limit: read
+        ("/similarity/batch", b'{"pairs": "\xff"}', 400, "body: cannot be parsed; send JSON encoded as UTF-8"),
         ("/similarity/batch", TOO_MANY, 422, f"pairs: List should have at most {MAX_BATCH_PAIRS} items"),
         ("/similarity/batch", {"pairs": []}, 422, "pairs: List should have at least 1 item"),
         ("/similarity/batch", {"pairs": [as_pair(PAIRS[0]), {"sentence1": "가"}]}, 422, "pairs.1.sentence2: Field required"),
@@ -323,6 +340,72 @@ def test_bad_input_gets_4xx_naming_the_field(
     assert expected in response.json()["message"]
     # ... and the server keeps serving.
     assert client.post("/similarity", json=as_pair(PAIRS[0])).status_code == 200
+
+
+def stream(total: int, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """``total`` bytes in chunks, made as they are sent; httpx sends an iterator chunked."""
+    block = b"x" * chunk
+    for start in range(0, total, chunk):
+        yield block[: total - start]
+
+
+class PeakRSS:
+    """The largest resident memory of a process while the ``with`` block runs, sampled every 10 ms."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.before = self.peak = self.process.memory_info().rss
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample)
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.01):
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.process.memory_info().rss)
+
+
+@pytest.mark.parametrize("declared", [False, True], ids=["chunked", "content-length"])
+def test_huge_body_is_refused_413_without_being_read(
+    client: httpx.Client, server: ServerProcess, declared: bool
+) -> None:
+    # 200 MB: read whole, it took the server's RSS up by ~600 MB before the limit counted bytes.
+    size = 200 << 20
+    headers = {"content-type": "application/json"}
+    if declared:
+        headers["content-length"] = str(size)  # httpx then sends the stream as is, not chunked
+    assert server.process is not None
+    with PeakRSS(server.process.pid) as rss:
+        response = httpx.post(f"{server.url}/similarity", content=stream(size), headers=headers, timeout=120)
+    assert response.status_code == 413, response.text
+    body = response.json()
+    if declared:
+        assert body["message"].startswith(f"body: {size} bytes is over the limit of {MAX_BODY_BYTES} bytes")
+    else:
+        cut_at = int(re.search(r"cut off at (\d+) bytes", body["message"]).group(1))
+        assert MAX_BODY_BYTES < cut_at <= MAX_BODY_BYTES + (1 << 20)  # stopped within a chunk of it
+    assert body["detail"] == body["message"]
+    grew_mib = (rss.peak - rss.before) / 2**20
+    assert grew_mib < 30, f"the server's RSS grew by {grew_mib:.0f} MiB"
+    assert client.get("/health").status_code == 200
+    assert client.post("/similarity", json=as_pair(PAIRS[0])).status_code == 200
+
+
+def test_chunked_body_within_the_limit_is_scored(client: httpx.Client, offline: Callable) -> None:
+    body = json.dumps(as_pair(PAIRS[0])).encode()
+    response = client.post(
+        "/similarity", content=iter([body[:7], body[7:]]), headers={"content-type": "application/json"}
+    )
+    assert response.request.headers["transfer-encoding"] == "chunked"
+    assert response.status_code == 200, response.text
+    assert response.json()["score"] == pytest.approx(float(offline(PAIRS[:1])[0]), abs=1e-5)
 
 
 def test_health_reports_model_metrics_limits_and_batching(client: httpx.Client, tiny_dir: Path) -> None:
@@ -344,9 +427,21 @@ def test_health_reports_model_metrics_limits_and_batching(client: httpx.Client, 
 def test_openapi_describes_the_api(client: httpx.Client) -> None:
     spec = client.get("/openapi.json").json()
     assert {"/similarity", "/similarity/batch", "/health", "/stats"} <= set(spec["paths"])
-    request = spec["components"]["schemas"]["SimilarityRequest"]
+    schemas = spec["components"]["schemas"]
+    request = schemas["SimilarityRequest"]
     assert request["required"] == ["sentence1", "sentence2"]
-    assert request["properties"]["sentence1"]["maxLength"] == MAX_SENTENCE_CHARS
+    for field in ("sentence1", "sentence2"):
+        sentence = request["properties"][field]
+        assert (sentence["minLength"], sentence["maxLength"]) == (1, MAX_SENTENCE_CHARS)
+        assert sentence["pattern"] == TEXT_PATTERN
+    for path in ("/similarity", "/similarity/batch"):
+        responses = spec["paths"][path]["post"]["responses"]
+        assert set(responses) == {"200", "400", "413", "422"}
+        for status, model in [("400", "BadBody"), ("413", "BadBody"), ("422", "InvalidRequest")]:
+            assert responses[status]["content"]["application/json"]["schema"] == {
+                "$ref": f"#/components/schemas/{model}"
+            }
+    assert schemas["BadBody"]["required"] == ["message", "detail"]
 
 
 def test_page_has_the_korean_form(client: httpx.Client) -> None:

@@ -1,8 +1,9 @@
 """Serving the winner: a similarity REST API and a web page around an exported ``best_model``.
 
 ``scorer`` loads the folder and scores pairs, ``batcher`` groups concurrent requests into one
-forward pass, ``app`` is the FastAPI application and ``serve``, ``page`` renders the web page,
-``launcher`` runs the server in a child process for tests and benchmarks.
+forward pass, ``app`` is the FastAPI application and ``serve``, ``body_limit`` caps the bytes read
+of a request body, ``page`` renders the web page, ``launcher`` runs the server in a child process
+for tests and benchmarks.
 """
 
 from tuning.serving.app import (

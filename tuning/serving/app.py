@@ -5,28 +5,34 @@ Endpoints: ``POST /similarity``, ``POST /similarity/batch``, ``GET /health``, ``
 
 Limits on input, checked before any model work: a sentence has 1 to ``MAX_SENTENCE_CHARS``
 characters and not only whitespace; a batch has 1 to ``MAX_BATCH_PAIRS`` pairs; a body is at
-most ``MAX_BODY_BYTES``. A request past them gets 422 (413 for the body) with a ``message`` that
-names the field. Within them, text past the model's ``max_length`` tokens is truncated.
+most ``MAX_BODY_BYTES``, counted on the bytes read, so a chunked body is cut off there too. A
+request past them gets 422 (413 for the body; 400 for a body that is not UTF-8) with a
+``message`` that names the field; the OpenAPI schema states each of these. Within them, text
+past the model's ``max_length`` tokens is truncated.
 """
 
 from __future__ import annotations
 
+import re
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 import torch
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError
+from starlette.exceptions import HTTPException
 
 from tuning.config import ConfigError
 from tuning.serving.batcher import DynamicBatcher
+from tuning.serving.body_limit import BodyLimit, BodyTooLarge, too_large_response
 from tuning.serving.page import STATIC_DIR, load_template, render_page
 from tuning.serving.scorer import SIMILAR_AT, ServedModel
 
@@ -36,6 +42,10 @@ MAX_BATCH_PAIRS = 64
 """Most pairs in one ``POST /similarity/batch``."""
 MAX_BODY_BYTES = 1 << 20
 """Largest request body (bytes): a full batch of the longest sentences fits with room to spare."""
+TEXT_PATTERN = r"[^\x09-\x0d\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+"""A sentence must match this somewhere: one character that is not whitespace. The class lists
+every character ``str.isspace`` calls whitespace rather than using ``\\S``, whose meaning differs
+between Python, JavaScript (ECMA 262, the OpenAPI dialect) and Rust regex engines."""
 
 
 @dataclass
@@ -76,15 +86,24 @@ class ServeSettings:
         return self.device
 
 
+_TEXT = re.compile(TEXT_PATTERN)
+
+
 def _not_blank(text: str) -> str:
-    if not text.strip():
+    # The schema's pattern itself, so the server refuses exactly what the schema says it refuses.
+    if not _TEXT.search(text):
         raise ValueError("must contain text, not only whitespace")
     return text
 
 
 Sentence = Annotated[
     StrictStr,
-    Field(min_length=1, max_length=MAX_SENTENCE_CHARS, examples=["한 남자가 말을 타고 있다."]),
+    Field(
+        min_length=1,
+        max_length=MAX_SENTENCE_CHARS,
+        examples=["한 남자가 말을 타고 있다."],
+        json_schema_extra={"pattern": TEXT_PATTERN},
+    ),
     AfterValidator(_not_blank),
 ]
 
@@ -115,6 +134,36 @@ class BatchSimilarity(BaseModel):
     """Scores of a batch, in the order of its pairs."""
 
     results: list[Similarity]
+
+
+class FieldError(BaseModel):
+    """One problem of a request, as FastAPI reports it."""
+
+    loc: list[str | int] = Field(description="Where: ``body``, then the path to the field.")
+    msg: str
+    type: str
+
+
+class InvalidRequest(BaseModel):
+    """A request that breaks the schema (422)."""
+
+    message: str = Field(description="Every problem, ``field: problem; ...``.")
+    detail: list[FieldError]
+
+
+class BadBody(BaseModel):
+    """A body that cannot be read: not UTF-8 (400) or over ``MAX_BODY_BYTES`` (413)."""
+
+    message: str = Field(description="What is wrong with the body and what is accepted.")
+    detail: str
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": BadBody, "description": "The body is not UTF-8 text, so it cannot be parsed."},
+    413: {"model": BadBody, "description": f"The body is over {MAX_BODY_BYTES} bytes."},
+    422: {"model": InvalidRequest, "description": "The body is not JSON or breaks the schema."},
+}
+"""The errors of the POST endpoints, for their OpenAPI description."""
 
 
 def error_message(errors: list[Any]) -> str:
@@ -174,24 +223,28 @@ def create_app(served: ServedModel, settings: ServeSettings) -> FastAPI:
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         return _errors_response(list(exc.errors()))
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length", "0")
-        if length.isdigit() and int(length) > MAX_BODY_BYTES:
-            message = f"body: {length} bytes is over the limit of {MAX_BODY_BYTES} bytes"
-            return JSONResponse({"message": message, "detail": message}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)  # counts what is read, chunked or not
+
+    @app.exception_handler(HTTPException)
+    async def unreadable_body(request: Request, exc: HTTPException) -> Response:
+        """413 and 400 with a ``message`` like the 422's; other HTTP errors as FastAPI sends them."""
+        if isinstance(exc, BodyTooLarge):
+            return too_large_response(exc)
+        if exc.status_code == 400:  # FastAPI's answer to a body json.loads cannot decode
+            message = "body: cannot be parsed; send JSON encoded as UTF-8"
+            return JSONResponse({"message": message, "detail": str(exc.detail)}, status_code=400)
+        return await http_exception_handler(request, exc)
 
     def verdict(score: float) -> Similarity:
         return Similarity(score=score, similar=score >= SIMILAR_AT)
 
-    @app.post("/similarity", response_model=Similarity)
+    @app.post("/similarity", response_model=Similarity, responses=ERROR_RESPONSES)
     async def similarity(pair: SimilarityRequest) -> Similarity:
         """Score one sentence pair."""
         (score,) = await batcher.submit([(pair.sentence1, pair.sentence2)])
         return verdict(score)
 
-    @app.post("/similarity/batch", response_model=BatchSimilarity)
+    @app.post("/similarity/batch", response_model=BatchSimilarity, responses=ERROR_RESPONSES)
     async def similarity_batch(batch: BatchRequest) -> BatchSimilarity:
         """Score up to MAX_BATCH_PAIRS pairs, in order."""
         scores = await batcher.submit([(p.sentence1, p.sentence2) for p in batch.pairs])
