@@ -16,6 +16,7 @@ so losses compare raw outputs with ``(label - shift) / scale`` and metrics see 0
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,8 @@ class STSModel(nn.Module):
             if self.binary_head is not None:
                 binary = self.binary_head(torch.cat([u, v, (u - v).abs(), u * v], dim=-1))[:, 0]
         out = {"raw": raw, "scores": raw * self.target_scale + self.target_shift}
+        if self.architecture == "bi":
+            out["embeddings"] = (u, v)  # for losses on the embeddings (CoSENT, AnglE)
         if binary is not None:
             out["binary_logits"] = binary
         return out
@@ -217,11 +220,24 @@ class STSModel(nn.Module):
         model.load_state_dict(load_file(str(Path(folder, "model.safetensors"))))
         return model.eval()
 
-    def save_pretrained(self, folder: str | Path) -> None:
+    def save_pretrained(
+        self,
+        folder: str | Path,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        max_length: int | None = None,
+    ) -> None:
         """Export in Hugging Face format, loadable by ``from_pretrained`` of transformers.
 
         For ``cross`` the target scale and shift are folded into the classifier's score row, so
         ``AutoModelForSequenceClassification.from_pretrained(folder)`` outputs 0-5 scores directly.
+
+        Args:
+            folder: where to write.
+            tokenizer: if given, saved too, and the folder is a complete sentence-transformers
+                model: ``SentenceTransformer(folder)`` for ``bi`` (mean pooling, cosine; score =
+                5 x cosine), ``CrossEncoder(folder)`` for ``cross`` (``predict`` gives 0-5 scores).
+            max_length: tokens per input in sentence-transformers (the trained ``max_length``);
+                ``None`` keeps the tokenizer's ``model_max_length``.
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -235,7 +251,10 @@ class STSModel(nn.Module):
             encoder = type(encoder)(encoder.config)
             encoder.load_state_dict(state)
             meta.update(target_scale=1.0, target_shift=0.0)
-        encoder.save_pretrained(folder)
+        if tokenizer is None:
+            encoder.save_pretrained(folder)
+        else:
+            _save_sentence_transformers(encoder, tokenizer, self.architecture, folder, max_length)
         if self.binary_head is not None:
             save_file(self.binary_head.state_dict(), str(folder / EXTRA_FILE))
         (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
@@ -256,6 +275,45 @@ class STSModel(nn.Module):
         if model.binary_head is not None:
             model.binary_head.load_state_dict(load_file(str(folder / EXTRA_FILE)))
         return model.eval()
+
+
+def _save_sentence_transformers(
+    encoder: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    architecture: str,
+    folder: Path,
+    max_length: int | None,
+) -> None:
+    """Write ``encoder`` and ``tokenizer`` as a sentence-transformers model, with its own classes.
+
+    ``bi``: Transformer + mean Pooling, cosine similarity. ``cross``: a CrossEncoder whose
+    activation is the identity (its default for one label, a sigmoid, would squash the 0-5
+    score). Both truncate inputs at ``max_length`` tokens, as training did.
+    """
+    from sentence_transformers import CrossEncoder, SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    # sentence-transformers builds its modules from a Hugging Face folder; saving the model then
+    # writes weights, tokenizer and its configuration files into ``folder`` side by side.
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # two loading and two writing bars that say nothing here
+    try:
+        with tempfile.TemporaryDirectory() as plain:
+            encoder.save_pretrained(plain)
+            tokenizer.save_pretrained(plain)
+            model: SentenceTransformer | CrossEncoder
+            if architecture == "bi":
+                transformer = Transformer(plain, max_seq_length=max_length)
+                pooling = Pooling(transformer.get_embedding_dimension(), "mean")
+                model = SentenceTransformer(
+                    modules=[transformer, pooling], similarity_fn_name="cosine", device="cpu"
+                )
+            else:
+                model = CrossEncoder(plain, max_length=max_length, activation_fn=nn.Identity(), device="cpu")
+            model.save(str(folder), create_model_card=False)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _classifier_keys(state: dict[str, torch.Tensor]) -> tuple[str, str]:

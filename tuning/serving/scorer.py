@@ -158,8 +158,7 @@ def export_untrained(
     torch.manual_seed(seed)
     tokenizer = load_tokenizer(cfg, texts)
     model = build_model(cfg, tokenizer, target_scale=5.0 if cfg.architecture == "bi" else 1.0)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    model.save_pretrained(folder, tokenizer, cfg.max_length)  # the same folder export_best writes
     best = {
         "trial_id": "untrained",
         "validation": validation or {},

@@ -1,0 +1,183 @@
+"""The exported ``best_model``: a sentence-transformers model (bi) or CrossEncoder (cross) that
+gives the report's test scores, still served by this project, with a model card."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from datasets import DatasetDict
+from sentence_transformers import CrossEncoder, SentenceTransformer
+from transformers import AutoTokenizer
+
+from reports.records import read_experiment
+from tuning.config import DataConfig, ModelConfig, TrainingConfig, shared_dir
+from tuning.metrics import compute_all
+from tuning.model import TINY, STSModel, predict
+from tuning.model_card import model_card
+from tuning.serving.scorer import ServedModel
+from tuning.trial import TrialSettings, run_training
+from tuning.winners import export_best, load_checkpoint, score_trial
+
+E5 = str(shared_dir() / "models" / "e5-small-ko")
+MAX_LENGTH = 16
+"""Short enough that most test inputs are cut: a loader that ignored it would score differently."""
+
+CASES = {  # model, head, learning rate
+    "tiny-bi": (ModelConfig(TINY, "bi", max_length=MAX_LENGTH), "regression", 1e-3),
+    "tiny-cross-multitask": (ModelConfig(TINY, "cross", max_length=MAX_LENGTH), "multitask", 1e-3),
+    "e5-bi": (ModelConfig(E5, "bi", num_hidden_layers=2, max_length=MAX_LENGTH), "regression", 5e-5),
+    "e5-cross": (ModelConfig(E5, "cross", num_hidden_layers=2, max_length=MAX_LENGTH), "regression", 5e-5),
+}
+
+
+@pytest.fixture(scope="module")
+def splits(small_splits) -> DatasetDict:
+    """64 train, 32 validation pairs; the first 256 KorSTS test and 128 KLUE-STS dev pairs."""
+    return DatasetDict(
+        train=small_splits["train"],
+        validation=small_splits["validation"],
+        test=small_splits["test"].select(range(256)),
+        klue_dev=small_splits["klue_dev"].select(range(128)),
+    )
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def exported(request, splits, tmp_path_factory) -> tuple[dict, Path]:
+    """A one-trial experiment trained for real (one epoch), scored and exported: (winner, folder)."""
+    model, head, learning_rate = CASES[request.param]
+    exp = tmp_path_factory.mktemp(request.param) / "exp"
+    trial_dir = exp / "optuna" / "optuna_a1"
+    trial_dir.mkdir(parents=True)
+    training = TrainingConfig(num_epochs=1, batch_size=16, learning_rate=learning_rate, head=head)
+    config = {"data": asdict(DataConfig(train_size=64, validation_size=32)), "model": asdict(model)}
+    config |= asdict(training)
+    (trial_dir / "params.json").write_text(json.dumps(config))
+    rows = []
+
+    def report(metrics: dict, checkpoint: str | None) -> None:
+        rows.append({**metrics, "trial_id": "a1", "checkpoint_dir_name": Path(checkpoint).name})
+
+    run_training(TrialSettings.from_dict(config), splits, str(trial_dir), report)
+    (trial_dir / "result.json").write_text("".join(json.dumps(r, default=float) + "\n" for r in rows))
+    stage = {"stage": "optuna", "searched": ["learning_rate"], "searcher": "optuna-tpe", "scheduler": "asha"}
+    (exp / "optuna" / "stage.json").write_text(json.dumps({**stage, "num_epochs": 1, "status": "done"}))
+    meta = {
+        "config": {"name": "exp", "method": "optuna", "storage": "runs", "search": {"metric": "pearson"}},
+        "data_sizes": {name: len(split) for name, split in splits.items()},
+    }
+    (exp / "experiment.json").write_text(json.dumps(meta))
+    winner = score_trial(read_experiment(exp).trials[0], splits, "pearson", "max")
+    return winner, export_best(winner, exp)
+
+
+def pairs_and_labels(splits: DatasetDict, name: str) -> tuple[list[tuple[str, str]], list[float]]:
+    split = splits[name]
+    return list(zip(split["sentence1"], split["sentence2"])), list(split["label"])
+
+
+def library_scores(folder: Path, architecture: str, pairs: list[tuple[str, str]]) -> np.ndarray:
+    """0-5 scores as a sentence-transformers user gets them, from the folder alone."""
+    if architecture == "bi":
+        model = SentenceTransformer(str(folder), device="cpu")
+        a = model.encode([p[0] for p in pairs], convert_to_tensor=True)
+        b = model.encode([p[1] for p in pairs], convert_to_tensor=True)
+        return (5 * model.similarity_pairwise(a, b)).numpy()
+    scores = CrossEncoder(str(folder), device="cpu").predict(pairs)
+    return scores[:, 0] if scores.ndim == 2 else scores  # multitask: [score, binary logit]
+
+
+def test_sentence_transformers_reproduce_the_reported_test_scores(exported, splits):
+    winner, folder = exported
+    architecture = json.loads((folder / "sts_model.json").read_text())["architecture"]
+    own, tokenizer = STSModel.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    trial, trial_tokenizer = load_checkpoint(winner["checkpoint"])  # what the report scored
+    for name in ("test", "klue_dev"):
+        pairs, labels = pairs_and_labels(splits, name)
+        scores = library_scores(folder, architecture, pairs)
+        pearson = compute_all(scores, labels)["pearson"]
+        assert pearson == pytest.approx(
+            compute_all(predict(own, tokenizer, pairs, MAX_LENGTH), labels)["pearson"], abs=1e-6
+        )
+        np.testing.assert_allclose(scores, predict(trial, trial_tokenizer, pairs, MAX_LENGTH), atol=1e-5)
+        # cross export folds the target scale into the classifier, moving each score by float
+        # rounding (~2e-7); next to the scores' tiny spread here (std ~1e-4 after a few steps)
+        # that shows in Pearson, so for cross the scores themselves are compared (above).
+        if architecture == "bi":
+            assert pearson == pytest.approx(winner["test"][name]["pearson"], abs=1e-6)
+
+
+def test_the_folder_holds_its_own_sentence_transformers_configuration(exported):
+    _, folder = exported
+    architecture = json.loads((folder / "sts_model.json").read_text())["architecture"]
+    modules = json.loads((folder / "modules.json").read_text())
+    st_config = json.loads((folder / "config_sentence_transformers.json").read_text())
+    if architecture == "bi":
+        assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Transformer", "Pooling"]
+        assert json.loads((folder / "1_Pooling" / "config.json").read_text())["pooling_mode"] == "mean"
+        assert st_config["similarity_fn_name"] == "cosine"
+        model = SentenceTransformer(str(folder), device="cpu")
+        assert model.max_seq_length == MAX_LENGTH
+    else:
+        assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Transformer"]
+        assert st_config["activation_fn"] == "torch.nn.modules.linear.Identity"
+        model = CrossEncoder(str(folder), device="cpu")
+        assert isinstance(model.activation_fn, torch.nn.Identity)
+        assert model.tokenizer.model_max_length == MAX_LENGTH
+
+
+def test_the_exported_folder_is_still_served(exported, splits):
+    _, folder = exported
+    pairs, _ = pairs_and_labels(splits, "test")
+    served = ServedModel.load(folder)
+    own = STSModel.from_pretrained(folder)
+    assert served.max_length == MAX_LENGTH
+    np.testing.assert_allclose(
+        served.score(pairs[:32]),
+        predict(own, AutoTokenizer.from_pretrained(folder), pairs[:32], MAX_LENGTH),
+        atol=1e-5,
+    )
+
+
+def test_the_model_card_describes_the_winner(exported):
+    winner, folder = exported
+    text = (folder / "README.md").read_text(encoding="utf-8")
+    _, front, body = text.split("---\n", 2)
+    card = yaml.safe_load(front)
+    architecture = json.loads((folder / "sts_model.json").read_text())["architecture"]
+    assert card["library_name"] == "sentence-transformers"
+    assert card["language"] == ["ko"]
+    assert card["pipeline_tag"] == ("sentence-similarity" if architecture == "bi" else "text-classification")
+    assert card["datasets"] == ["klue/klue", "kor_nlu"]
+    assert "base_model" not in card  # a local folder or builtin:tiny is no Hub id
+    results = {r["dataset"]["name"]: r for r in card["model-index"][0]["results"]}
+    assert set(results) == {"KorSTS test", "KLUE-STS dev"}
+    pearson = next(m for m in results["KorSTS test"]["metrics"] if m["type"] == "pearsonr")
+    assert pearson["value"] == round(winner["test"]["test"]["pearson"], 4)
+    assert "| optuna | optuna-tpe | asha | 1 | learning_rate |" in body
+    assert "trial `optuna/a1`" in body
+    assert f"| learning_rate (searched) | {winner['params']['learning_rate']:.4g} |" in body
+    assert f"| test | {winner['test']['test']['pearson']:.4f} |" in body
+    assert "| train | KorSTS train | 64 |" in body
+    assert "python run_search.py serve runs/exp/best_model" in body
+    loader = "SentenceTransformer" if architecture == "bi" else "CrossEncoder"
+    assert f'model = {loader}("runs/exp/best_model")' in body
+
+
+def test_a_hub_model_is_named_as_the_base_model():
+    best = {
+        "config": {"model": {"name_or_path": "klue/roberta-base", "architecture": "cross"}},
+        "test": {"test": {"pearson": 0.9, "f1": 0.8}},
+    }
+    card = yaml.safe_load(model_card(best).split("---\n")[1])
+    assert card["base_model"] == "klue/roberta-base"
+    assert card["pipeline_tag"] == "text-classification"
+    assert card["model-index"][0]["results"][0]["metrics"] == [
+        {"type": "pearsonr", "value": 0.9, "name": "Pearson"},
+        {"type": "f1", "value": 0.8, "name": "F1"},
+    ]
