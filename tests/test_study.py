@@ -1,0 +1,164 @@
+"""A search seen through other tools and by a person watching it.
+
+Optuna's study in ``<experiment>/optuna.journal`` (what ``optuna-dashboard`` reads) holds every
+trial with its parameters, state and intermediate values, and a resumed search goes on in it;
+Ray Tune's own analysis reads a stage folder; the terminal shows a progress line and none of
+Ray's notices, which go to ``<experiment>/ray.log``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+from ray.tune.experiment import Trial
+
+from reports.records import read_results
+from tests.conftest import run_cli
+from tests.test_resume import BASE, kill_session, start_search, wait_for
+from tuning.methods._progress import PROGRESS_ENV, RAY_LOG_FILE, Progress
+from tuning.methods._study import STUDY_FILE, TUNE_TRIAL_ATTR, journal
+
+SNAPSHOT_WARNING = "Experiment state snapshotting has been triggered multiple times"
+
+
+def _trial(trial_id: str, status: str, pearsons: list[float], num_epochs: int = 3) -> Trial:
+    """A real Tune trial record that reported one validation Pearson per epoch."""
+    trial = Trial("train_trial", config={"num_epochs": num_epochs}, trial_id=trial_id, stub=True)
+    for epoch, value in enumerate(pearsons, 1):
+        trial.update_last_result({"pearson": value, "epoch": float(epoch), "training_iteration": epoch})
+    trial.set_status(status)
+    return trial
+
+
+def test_progress_line_counts_trials_by_how_they_ended_and_names_the_best():
+    trials = [
+        _trial("a", Trial.TERMINATED, [0.5, 0.7, 0.6]),  # all 3 epochs; its best epoch counts
+        _trial("b", Trial.TERMINATED, [0.4]),  # stopped after 1 of 3
+        _trial("c", Trial.RUNNING, [0.65]),
+        _trial("d", Trial.ERROR, []),
+        _trial("e", Trial.PENDING, []),
+        _trial("f", Trial.TERMINATED, [0.3, 0.35], num_epochs=2),  # its own horizon: finished
+    ]
+    progress = Progress("optuna", "pearson", "max", num_epochs=3, time_budget_s=600)
+    assert progress.status(trials, elapsed=75.0) == (
+        "1m15s elapsed, 8m45s of the time budget left; trials: 2 finished, 1 stopped early, "
+        "1 failed, 1 running, 1 waiting; best pearson 0.7000 (a)"
+    )
+    lower = Progress("optuna", "pearson", "min", num_epochs=3)
+    assert lower.status(trials[:2], elapsed=3725).endswith("best pearson 0.4000 (b)")
+    assert lower.status([], elapsed=3725) == (
+        "1h02m elapsed; trials: 0 finished, 0 stopped early, 0 failed, 0 running; no pearson yet"
+    )
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory, shared):
+    """A real smoke search with a progress line every second: (experiment folder, process)."""
+    storage = tmp_path_factory.mktemp("runs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(PROGRESS_ENV, "1")
+        proc = run_cli(
+            "--method", "optuna", "--profile", "cpu", "--smoke-test", "--storage", str(storage), "--name", "s"
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return storage / "s", proc
+
+
+@pytest.mark.e2e
+def test_study_holds_every_trial_with_its_params_state_and_intermediate_values(smoke):
+    exp, _ = smoke
+    storage = journal(exp / STUDY_FILE)
+    assert optuna.get_all_study_names(storage) == ["optuna"]
+    study = optuna.load_study(study_name="optuna", storage=storage)
+    folders = {d.name.removeprefix("optuna_"): d for d in (exp / "optuna").glob("optuna_*")}
+    assert len(folders) == 2
+    assert sorted(t.user_attrs[TUNE_TRIAL_ATTR] for t in study.trials) == sorted(folders)
+    for trial in study.trials:
+        folder = folders[trial.user_attrs[TUNE_TRIAL_ATTR]]
+        params = json.loads((folder / "params.json").read_text())
+        rows = read_results(folder)
+        assert trial.state == optuna.trial.TrialState.COMPLETE
+        assert set(trial.params) == {"batch_size", "learning_rate", "warmup_ratio", "weight_decay"}
+        assert trial.params == {k: pytest.approx(params[k]) for k in trial.params}
+        # Every evaluation, the last one (where the trial ended) included.
+        assert trial.intermediate_values == {r["training_iteration"]: r["pearson"] for r in rows}
+        assert trial.value == rows[-1]["pearson"]
+
+
+@pytest.mark.e2e
+def test_ray_tune_analysis_reads_a_stage_folder(smoke):
+    from ray import tune
+
+    from tuning.trial import train_trial
+
+    exp, _ = smoke
+    stage = exp / "optuna"
+    ids = sorted(d.name.removeprefix("optuna_") for d in stage.glob("optuna_*"))
+    last = {i: read_results(stage / f"optuna_{i}")[-1]["pearson"] for i in ids}
+    frame = tune.ExperimentAnalysis(str(stage)).dataframe()
+    assert sorted(frame["trial_id"]) == ids
+    assert dict(zip(frame["trial_id"], frame["pearson"], strict=True)) == pytest.approx(last)
+    assert {"f1", "spearman", "epoch", "config/learning_rate"} <= set(frame.columns)
+    results = tune.Tuner.restore(str(stage), train_trial).get_results()
+    assert sorted(results.get_dataframe()["trial_id"]) == ids
+    assert results.get_best_result("pearson", "max").metrics["pearson"] == max(last.values())
+
+
+@pytest.mark.e2e
+def test_terminal_shows_progress_and_not_rays_notices(smoke):
+    exp, proc = smoke
+    progress = [line for line in proc.stdout.splitlines() if line.startswith("[optuna] progress ")]
+    assert progress, proc.stdout[-3000:]
+    assert "elapsed" in progress[-1] and "; trials: " in progress[-1]
+    terminal = proc.stdout + proc.stderr
+    for notice in (SNAPSHOT_WARNING, "Configuration for experiment", "Checkpoint successfully created"):
+        assert notice not in terminal
+    log = (exp / RAY_LOG_FILE).read_text()
+    assert SNAPSHOT_WARNING in log
+    assert "INFO ray.tune.tune: Wrote the latest version of all result files" in log
+
+
+@pytest.mark.e2e
+def test_resumed_search_goes_on_in_the_same_study(tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        BASE.replace("num_samples: 4", "num_samples: 3").replace("num_epochs: 4", "num_epochs: 3")
+        + "space:\n  learning_rate: {type: loguniform, low: 1.0e-4, high: 1.0e-2}\n"
+    )
+    exp = tmp_path / "r"
+    stage = exp / "optuna"
+    proc = start_search(space, tmp_path, "r")
+
+    def one_trial_ended() -> bool:
+        return (stage / "trials.json").is_file() and bool(json.loads((stage / "trials.json").read_text()))
+
+    try:
+        wait_for(one_trial_ended, proc)
+    finally:
+        kill_session(proc)
+    before = {d.name.removeprefix("optuna_") for d in stage.glob("optuna_*")}
+    first_run = optuna.load_study(study_name="optuna", storage=journal(exp / STUDY_FILE))
+    ended_first = {
+        t.user_attrs[TUNE_TRIAL_ATTR] for t in first_run.trials if t.state == optuna.trial.TrialState.COMPLETE
+    }
+    assert ended_first
+
+    resumed = run_cli("--resume", str(exp))
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+
+    storage = journal(exp / STUDY_FILE)
+    assert optuna.get_all_study_names(storage) == ["optuna"]  # the same study, not a second one
+    study = optuna.load_study(study_name="optuna", storage=storage)
+    folders = {d.name.removeprefix("optuna_") for d in stage.glob("optuna_*")}
+    assert len(folders) == 3 and folders - before  # a trial that only the resumed run started
+    complete = {
+        t.user_attrs[TUNE_TRIAL_ATTR]: t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
+    }
+    assert set(complete) == folders and ended_first <= set(complete)
+    # Nothing is left running: a trial the killed driver had asked for but Tune never saved is failed.
+    assert all(t.state.is_finished() for t in study.trials)
+    for tune_id, trial in complete.items():
+        rows = read_results(stage / f"optuna_{tune_id}")
+        assert sorted(trial.intermediate_values) == sorted({r["training_iteration"] for r in rows})
