@@ -10,9 +10,13 @@ from tuning.config import (
     SHARED_ENV,
     ConfigError,
     ExperimentConfig,
+    SearchConfig,
     TrainingConfig,
+    apply_overrides,
     load_experiment,
+    make_smoke,
     parse_experiment,
+    resource_problems,
     shared_dir,
     validate,
 )
@@ -226,6 +230,113 @@ def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
     assert str(err.value).startswith(f"{path}: ")
 
 
+def test_yaml_1_2_floats_are_read_as_numbers_everywhere(tmp_path: Path) -> None:
+    # One loader for every file: `1e-5` is a number in sections and in spaces alike.
+    exp = load_experiment(
+        write(
+            tmp_path,
+            "training: {weight_decay: 1e-2}\nspace:\n  learning_rate: {type: loguniform, low: 1e-5, high: 2E-4}\n",
+        )
+    )
+    assert exp.training.weight_decay == 0.01
+    assert exp.space["learning_rate"] == {"type": "loguniform", "low": 1e-5, "high": 2e-4}
+    assert isinstance(exp.space["learning_rate"]["low"], float)
+
+
+def test_file_that_is_not_utf8_names_the_file_and_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as err:
+        load_experiment(path)
+    assert str(err.value) == f"{path}: not UTF-8 text (byte 0xe9 at offset 9); save the file as UTF-8."
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "the file is empty; a search-space file is a YAML mapping of `name:`, `space:`"),
+        ("# only a comment\n", "the file is empty;"),
+        (
+            "- a\n- b\n",
+            "expected a YAML mapping of `name:`, `space:`, `training:`, ... (see search_spaces/), got a list: ['a', 'b'].",
+        ),
+        (
+            "optuna\n",
+            "expected a YAML mapping of `name:`, `space:`, `training:`, ... (see search_spaces/), got a string: 'optuna'.",
+        ),
+        (
+            "42\n",
+            "expected a YAML mapping of `name:`, `space:`, `training:`, ... (see search_spaces/), got a number: 42.",
+        ),
+    ],
+    ids=["empty", "comment-only", "list", "string", "number"],
+)
+def test_file_that_is_not_a_mapping_is_one_message(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_experiment(path)
+    assert str(err.value).startswith(f"{path}: {expected}")
+
+
+@pytest.mark.parametrize(
+    ("base_text", "expected"),
+    [("", "the file is empty"), ("[1, 2]\n", "expected a YAML mapping of `name:`")],
+    ids=["empty", "list"],
+)
+def test_base_that_is_empty_or_not_a_mapping_names_the_base_file(
+    tmp_path: Path, base_text: str, expected: str
+) -> None:
+    base = write(tmp_path, base_text, "base.yaml")
+    path = write(tmp_path, "base: base.yaml\nname: x\n")
+    with pytest.raises(ConfigError) as err:
+        load_experiment(path)
+    assert str(err.value).startswith(f"{base}: {expected}")
+
+
+@pytest.mark.parametrize(
+    "base", ["[a.yaml, b.yaml]", "3", "''", "null"], ids=["list", "number", "empty", "null"]
+)
+def test_base_that_is_not_one_file_name_is_refused(tmp_path: Path, base: str) -> None:
+    path = write(tmp_path, f"base: {base}\n")
+    with pytest.raises(ConfigError) as err:
+        load_experiment(path)
+    assert str(err.value).startswith(
+        f"{path}: base: must be one file name, relative to this file (e.g. `base: baseline.yaml`), got "
+    )
+
+
+def test_missing_base_names_both_files(tmp_path: Path) -> None:
+    path = write(tmp_path, "base: nope.yaml\n")
+    with pytest.raises(ConfigError) as err:
+        load_experiment(path)
+    assert str(err.value) == (
+        f"{path}: base: {tmp_path / 'nope.yaml'} does not exist; name a YAML file relative to {tmp_path}."
+    )
+
+
+def test_base_chain_that_loops_is_refused(tmp_path: Path) -> None:
+    a = write(tmp_path, "base: b.yaml\n", "a.yaml")
+    b = write(tmp_path, "base: c.yaml\n", "b.yaml")
+    write(tmp_path, "base: a.yaml\n", "c.yaml")
+    with pytest.raises(ConfigError) as err:
+        load_experiment(a)
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / 'c.yaml'}: `base:` files include each other (")
+    assert message.endswith(f"{a} -> {b} -> {tmp_path / 'c.yaml'} -> {a}); remove one `base:`.")
+
+
+def test_file_that_is_its_own_base_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "base: space.yaml\n")
+    with pytest.raises(ConfigError, match="`base:` files include each other"):
+        load_experiment(path)
+
+
+def test_base_values_sit_under_the_file_and_its_name_is_dropped(tmp_path: Path) -> None:
+    write(tmp_path, "name: base\ntraining: {batch_size: 8, num_epochs: 2}\n", "base.yaml")
+    exp = load_experiment(write(tmp_path, "base: base.yaml\ntraining: {batch_size: 16}\n"))
+    assert (exp.name, exp.training.batch_size, exp.training.num_epochs) == ("space", 16, 2)
+
+
 def test_problem_in_a_file_names_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, "trainig: {}\n")
     with pytest.raises(ConfigError) as err:
@@ -251,10 +362,19 @@ def test_defaults_validate() -> None:
         ("model", "num_hidden_layers", 1),
         ("search", "gpus_per_trial", 0.5),
         ("search", "gpus_per_trial", 2.0),
+        ("search", "gpus_per_trial", 1.0),
+        ("search", "max_concurrent_trials", 1),
         ("search", "reduction_factor", 2),
         ("search", "max_failures", 0),
         ("search", "metric", "mse"),
         ("data", "validation_fraction", 0.5),
+        ("training", "seed", 0),
+        ("training", "seed", 2**32 - 1),
+        ("training", "step_gamma", 1.0),
+        ("model", "name_or_path", "klue/roberta-base"),
+        ("model", "name_or_path", "e5-small-ko"),
+        ("model", "name_or_path", "builtin:tiny"),
+        ("model", "name_or_path", str(REPO / "tests")),
     ],
 )
 def test_boundary_values_are_accepted(section: str, field: str, value: object) -> None:
@@ -281,18 +401,61 @@ INVALID = [
     ("model", "architecture", "siamese", "model.architecture must be one of ['cross', 'bi'], got 'siamese'"),
     ("model", "max_length", 7, "model.max_length must be >= 8, got 7"),
     ("model", "num_hidden_layers", 0, "model.num_hidden_layers must be >= 1 or null, got 0"),
-    ("search", "num_samples", 0, "search.num_samples must be >= 1, got 0"),
+    ("search", "num_samples", 0, "search.num_samples (--num-samples) must be >= 1, got 0"),
     ("search", "searcher", "grid", "search.searcher must be one of ['tpe', 'random'], got 'grid'"),
     ("search", "scheduler", "pbt", "search.scheduler must be one of ['asha', 'fifo'], got 'pbt'"),
-    ("search", "grace_period", 0, "search.grace_period must be >= 1, got 0"),
+    ("search", "grace_period", 0, "search.grace_period must be > 0 (epochs), got 0"),
     ("search", "reduction_factor", 1, "search.reduction_factor must be >= 2, got 1"),
     ("search", "cpus_per_trial", 0.0, "search.cpus_per_trial (--cpus-per-trial) must be > 0, got 0.0"),
-    ("search", "gpus_per_trial", -1.0, "search.gpus_per_trial (--gpus-per-trial) must be >= 0, got -1.0"),
-    ("search", "gpus_per_trial", 1.5, "search.gpus_per_trial above 1 must be a whole number, got 1.5"),
-    ("search", "top_k", 0, "search.top_k must be >= 1, got 0"),
+    (
+        "search",
+        "gpus_per_trial",
+        -1.0,
+        "search.gpus_per_trial (--gpus-per-trial) must be a fraction in [0, 1] or a whole number, got -1.0",
+    ),
+    (
+        "search",
+        "gpus_per_trial",
+        1.5,
+        "search.gpus_per_trial (--gpus-per-trial) must be a fraction in [0, 1] or a whole number, got 1.5",
+    ),
+    ("search", "top_k", 0, "search.top_k (--top-k) must be >= 1, got 0"),
     ("search", "max_failures", -1, "search.max_failures must be >= 0, got -1"),
     ("data", "validation_fraction", 0.0, "data.validation_fraction must be in (0, 1), got 0.0"),
     ("data", "validation_fraction", 1.0, "data.validation_fraction must be in (0, 1), got 1.0"),
+    # Issue 16: fields validate() did not check; every trial failed on them after Ray started.
+    ("training", "eval_batch_size", 0, "training.eval_batch_size must be >= 1, got 0"),
+    ("training", "logging_steps", 0, "training.logging_steps must be >= 1, got 0"),
+    ("training", "step_epochs", 0, "training.step_epochs must be >= 1, got 0"),
+    ("training", "step_gamma", 0.0, "training.step_gamma must be in (0, 1], got 0.0"),
+    ("training", "seed", -1, "training.seed (--seed) must be in [0, 4294967295], got -1"),
+    ("training", "seed", 2**32, "training.seed (--seed) must be in [0, 4294967295], got 4294967296"),
+    ("search", "seed", -1, "search.seed (--seed) must be in [0, 4294967295], got -1"),
+    ("data", "split_seed", -1, "data.split_seed must be in [0, 4294967295], got -1"),
+    ("data", "train_size", 0, "data.train_size must be >= 1 or null, got 0"),
+    (
+        "search",
+        "max_concurrent_trials",
+        0,
+        "search.max_concurrent_trials (--max-concurrent-trials) must be >= 1 or null, got 0",
+    ),
+    (
+        "search",
+        "max_concurrent_trials",
+        -2,
+        "search.max_concurrent_trials (--max-concurrent-trials) must be >= 1 or null, got -2",
+    ),
+    ("search", "seeds", 0, "search.seeds (--seeds) must be >= 1, got 0"),
+    ("search", "perturbation_interval", 0, "search.perturbation_interval must be >= 1, got 0"),
+    (
+        "model",
+        "name_or_path",
+        "./no-such-model",
+        "model.name_or_path (--model) must be a Hub id (`org/name`), a local folder that exists, "
+        "or 'builtin:tiny', got './no-such-model'",
+    ),
+    ("model", "name_or_path", "~/no/such/model", "got '~/no/such/model'"),
+    ("model", "name_or_path", "models/no/such", "got 'models/no/such'"),
 ]
 
 
@@ -351,3 +514,44 @@ def test_validate_reports_every_problem_at_once_naming_the_file() -> None:
     assert message.startswith("3 problem(s) in f.yaml:\n- ")
     for field in ("training.learning_rate", "model.architecture", "search.top_k"):
         assert field in message
+
+
+# --- flags on top of --smoke-test ------------------------------------------------------------
+
+
+def test_smoke_keeps_the_flags_the_user_gave() -> None:
+    exp = ExperimentConfig()
+    apply_overrides(
+        exp, {"search.num_samples": 5, "model.name_or_path": "klue/roberta-small", "search.top_k": 3}
+    )
+    make_smoke(exp)
+    assert (exp.search.num_samples, exp.model.name_or_path, exp.search.top_k) == (5, "klue/roberta-small", 3)
+    assert (exp.data.train_size, exp.training.num_epochs) == (64, 2)  # the rest is still test-size
+
+
+def test_smoke_without_flags_is_test_size() -> None:
+    exp = ExperimentConfig()
+    make_smoke(exp)
+    assert (exp.search.num_samples, exp.model.name_or_path, exp.search.top_k) == (2, "builtin:tiny", 2)
+
+
+# --- resources -------------------------------------------------------------------------------
+
+
+def test_requests_the_machine_can_fit_pass() -> None:
+    assert resource_problems(SearchConfig(cpus_per_trial=2, gpus_per_trial=0.5), cpus=2, gpus=1) == []
+    assert resource_problems(SearchConfig(cpus_per_trial=0.5, gpus_per_trial=0), cpus=1, gpus=0) == []
+
+
+def test_requests_larger_than_the_machine_name_request_supply_and_flag() -> None:
+    problems = resource_problems(SearchConfig(cpus_per_trial=100, gpus_per_trial=1), cpus=2, gpus=0)
+    assert problems == [
+        "search.cpus_per_trial (--cpus-per-trial) asks for 100 CPUs per trial, but this machine has 2; "
+        "pass --cpus-per-trial 2 or less.",
+        "search.gpus_per_trial (--gpus-per-trial) asks for 1 GPU(s) per trial, but this machine has none "
+        "(CUDA GPUs torch sees); pass --gpus-per-trial 0 to train on the CPU.",
+    ]
+    (more_gpus,) = resource_problems(SearchConfig(gpus_per_trial=4), cpus=2, gpus=2)
+    assert more_gpus.endswith(
+        "but this machine has 2 (CUDA GPUs torch sees); pass --gpus-per-trial 2 or less."
+    )

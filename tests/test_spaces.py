@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from tuning.config import ConfigError, load_experiment
-from tuning.spaces import grid_size, has_grid, to_tune
+from tuning.schedules import SCHEDULES
+from tuning.spaces import check_experiment, grid_size, has_grid, to_tune
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = sorted(REPO.glob("search_spaces/**/*.yaml"))
@@ -192,6 +193,111 @@ def test_several_problems_are_reported_in_one_message() -> None:
     assert "batch_size: a bare list is ambiguous" in lines[1]
     assert "weight_decay: `low <= high` must hold" in lines[2]
     assert "warmup_ratio: type must be one of" in lines[3]
+
+
+# --- values checked by the fields' rules (issue 16) ----------------------------------------------
+
+VALUE_PROBLEMS = [
+    (
+        {"type": "uniform", "low": -1e-4, "high": 1e-3},
+        "learning_rate",
+        "learning_rate must be > 0, got low=-0.0001.",
+    ),
+    (
+        {"type": "choice", "values": [16, "big"]},
+        "batch_size",
+        "batch_size must be a number (int), got 'big'.",
+    ),
+    ({"type": "choice", "values": [16, 0]}, "batch_size", "batch_size must be >= 1, got 0."),
+    ({"type": "grid", "values": [8, 12.5]}, "batch_size", "batch_size must be a whole number, got 12.5."),
+    (0, "eval_batch_size", "eval_batch_size must be >= 1, got 0."),
+    (
+        {"type": "loguniform", "low": 8, "high": 64},
+        "batch_size",
+        "batch_size takes whole numbers, but a loguniform domain samples fractions; use randint or choice.",
+    ),
+    (
+        {"type": "uniform", "low": 0.0, "high": 1.0},
+        "warmup_ratio",
+        "warmup_ratio must be in [0, 1), got high=1.0.",
+    ),
+    ({"type": "randint", "low": -1, "high": 5}, "seed", "seed must be in [0, 4294967295], got low=-1."),
+    (
+        {"type": "randint", "low": 0, "high": 2},
+        "num_hidden_layers",
+        "num_hidden_layers must be >= 1 or null, got low=0.",
+    ),
+    (
+        {"type": "choice", "values": ["linear", "exp"]},
+        "lr_schedule",
+        f"lr_schedule must be one of {sorted(SCHEDULES)}, got 'exp'.",
+    ),
+    (
+        {"type": "uniform", "low": 0, "high": 1},
+        "lr_schedule",
+        "lr_schedule is a str: a uniform domain gives numbers; use choice or grid.",
+    ),
+    (
+        {"type": "choice", "values": [True, "no"]},
+        "standardize_targets",
+        "standardize_targets must be true or false, got 'no'.",
+    ),
+    (
+        {"type": "choice", "values": ["builtin:tiny", "./no-such-model"]},
+        "name_or_path",
+        "name_or_path must be a Hub id (`org/name`), a local folder that exists, or 'builtin:tiny', "
+        "got './no-such-model'.",
+    ),
+    (None, "max_length", "max_length must be set (int), got null."),
+]
+
+
+@pytest.mark.parametrize(
+    ("spec", "name", "expected"),
+    VALUE_PROBLEMS,
+    ids=[f"{name}={spec}" for spec, name, _ in VALUE_PROBLEMS],
+)
+def test_value_a_domain_can_take_obeys_the_fields_rule(spec: Any, name: str, expected: str) -> None:
+    assert error_of({name: spec}, where="f.yaml: space: ") == f"f.yaml: space: {expected}"
+
+
+def test_listed_values_take_the_fields_type() -> None:
+    out = to_tune(
+        {
+            "batch_size": {"type": "choice", "values": [8.0, "16"]},
+            "weight_decay": {"type": "grid", "values": [0, "1e-2"]},
+            "num_epochs": 3.0,
+        }
+    )
+    assert out["batch_size"].categories == [8, 16]
+    assert all(type(v) is int for v in out["batch_size"].categories)
+    assert out["weight_decay"] == {"grid_search": [0.0, 0.01]}
+    assert type(out["num_epochs"]) is int
+
+
+def test_range_whose_ends_obey_the_rule_is_accepted() -> None:
+    out = to_tune(
+        {
+            "warmup_ratio": {"type": "uniform", "low": 0.0, "high": 0.99},
+            "batch_size": {"type": "randint", "low": 1, "high": 64},
+            "seed": {"type": "randint", "low": 0, "high": 2**32 - 2},
+        }
+    )
+    assert (out["batch_size"].lower, out["batch_size"].upper) == (1, 65)
+
+
+def test_every_problem_of_space_and_stages_is_listed_once() -> None:
+    with pytest.raises(ConfigError) as err:
+        check_experiment(
+            {"learning_rate": {"type": "uniform", "low": -1e-4, "high": 1e-3}, "eval_batch_size": 0},
+            [{"name": "a", "space": {"batch_size": {"type": "choice", "values": [16, "big"]}}}],
+            "f.yaml",
+        )
+    assert str(err.value).splitlines() == [
+        "f.yaml: space: learning_rate must be > 0, got low=-0.0001.",
+        "f.yaml: space: eval_batch_size must be >= 1, got 0.",
+        "f.yaml: stages[0]: batch_size must be a number (int), got 'big'.",
+    ]
 
 
 # --- grids -----------------------------------------------------------------------------------

@@ -10,7 +10,10 @@ fixed value or one domain::
     lr_schedule: {type: grid, values: [linear, step]}         # every value, in order
     seed: 42                                                  # fixed
 
-Anything else is refused with a message naming the key and what is accepted.
+Every value a domain can take (both ends of a range, each listed value) is checked by the same
+rules as a fixed value of that field (``tuning.config.field_rules``): its type, its range, whole
+numbers for integer fields. Anything else is refused with a message naming the key and what is
+accepted.
 """
 
 from __future__ import annotations
@@ -20,7 +23,16 @@ from typing import Any
 
 from ray import tune
 
-from tuning.config import ALIASES, ConfigError, ModelConfig, TrainingConfig, field_names
+from tuning.config import (
+    ALIASES,
+    ConfigError,
+    ModelConfig,
+    TrainingConfig,
+    coerce,
+    field_names,
+    field_problem,
+    field_type,
+)
 
 DOMAIN_TYPES: dict[str, tuple[str, ...]] = {
     "loguniform": ("low", "high"),
@@ -36,19 +48,34 @@ def searchable() -> list[str]:
     return field_names(TrainingConfig) + field_names(ModelConfig)
 
 
+def _section(name: str) -> tuple[str, type]:
+    return ("training", TrainingConfig) if name in field_names(TrainingConfig) else ("model", ModelConfig)
+
+
 def _number(value: Any) -> float | None:
-    # YAML 1.1 reads ``1e-5`` (no dot) as a string; accept it as the number a person meant.
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
     try:
         return float(value)
     except (TypeError, ValueError):
         return None
 
 
+def _value(name: str, value: Any, where: str, problems: list[str], end: str | None = None) -> Any:
+    """``value`` read as field ``name``'s type and checked by that field's rule (``end``: low/high)."""
+    section, cls = _section(name)
+    value, problem = coerce(cls, name, value)
+    if problem:
+        problems.append(f"{where}{problem}")
+    else:
+        problem = field_problem(f"{section}.{name}", value, f"{end}={value!r}" if end else None)
+        if problem:
+            problems.append(f"{where}{name} {problem}")
+    return value
+
+
 def _domain(name: str, spec: dict[str, Any], where: str, problems: list[str]) -> Any:
+    """The Ray Tune domain of ``spec`` for field ``name``, or None (with problems) when it is wrong."""
     kind = spec.get("type")
     if kind not in DOMAIN_TYPES:
         problems.append(f"{where}{name}: type must be one of {list(DOMAIN_TYPES)}, got {kind!r}.")
@@ -69,7 +96,10 @@ def _domain(name: str, spec: dict[str, Any], where: str, problems: list[str]) ->
         if not isinstance(values, list) or not values:
             problems.append(f"{where}{name}: {kind} needs a non-empty list of values, got {values!r}.")
             return None
-        values = [_number(v) if isinstance(v, str) and _number(v) is not None else v for v in values]
+        before = len(problems)
+        values = [_value(name, v, where, problems) for v in values]
+        if len(problems) > before:
+            return None
         return tune.grid_search(values) if kind == "grid" else tune.choice(values)
     low, high = _number(spec["low"]), _number(spec["high"])
     if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
@@ -80,15 +110,31 @@ def _domain(name: str, spec: dict[str, Any], where: str, problems: list[str]) ->
     if not low <= high:
         problems.append(f"{where}{name}: `low <= high` must hold, but got (low={low}, high={high}).")
         return None
+    field_kind = field_type(_section(name)[1], name).split(" | ")[0]
+    if field_kind not in ("int", "float"):
+        problems.append(
+            f"{where}{name} is a {field_kind}: a {kind} domain gives numbers; use choice or grid."
+        )
+        return None
+    if field_kind == "int" and kind != "randint":
+        problems.append(
+            f"{where}{name} takes whole numbers, but a {kind} domain samples fractions; use randint or choice."
+        )
+        return None
+    if kind == "loguniform" and low <= 0:
+        problems.append(f"{where}{name}: loguniform needs low > 0, got low={low}.")
+        return None
+    if kind == "randint" and not (low.is_integer() and high.is_integer()):
+        problems.append(f"{where}{name}: randint needs whole numbers, got ({low}, {high}).")
+        return None
+    # Every rule of a field is an interval or a set, so both ends obeying it means all values do.
+    before = len(problems)
+    low, high = (_value(name, v, where, problems, end) for end, v in (("low", low), ("high", high)))
+    if len(problems) > before:
+        return None
     if kind == "loguniform":
-        if low <= 0:
-            problems.append(f"{where}{name}: loguniform needs low > 0, got low={low}.")
-            return None
         return tune.loguniform(low, high)
     if kind == "randint":
-        if not (low.is_integer() and high.is_integer()):
-            problems.append(f"{where}{name}: randint needs whole numbers, got ({low}, {high}).")
-            return None
         return tune.randint(int(low), int(high) + 1)
     return tune.uniform(low, high)
 
@@ -112,7 +158,7 @@ def to_tune(space: dict[str, Any], where: str = "") -> dict[str, Any]:
             problems.append(f"{where}unknown hyperparameter {raw_name!r}; accepted: {', '.join(known)}.")
             continue
         if isinstance(spec, dict):
-            domain = _domain(raw_name, spec, where, problems)
+            domain = _domain(name, spec, where, problems)
             if domain is not None:
                 out[name] = domain
         elif isinstance(spec, list):
@@ -121,7 +167,7 @@ def to_tune(space: dict[str, Any], where: str = "") -> dict[str, Any]:
                 f"{{type: choice, values: {spec}}} (sampled) or {{type: grid, values: {spec}}} (every value)."
             )
         else:
-            out[name] = _number(spec) if isinstance(spec, str) and _number(spec) is not None else spec
+            out[name] = _value(name, spec, where, problems)
     if problems:
         raise ConfigError("\n".join(problems))
     return out
