@@ -11,9 +11,11 @@ Precedence: dataclass defaults < search-space YAML (--space / --profile) < flags
 from __future__ import annotations
 
 import argparse
-import json
+import errno
 import os
 import platform
+import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -54,6 +56,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--gpus-per-trial", type=float, help="GPUs per trial; fractions (0.5) pack trials on one GPU"
     )
     p.add_argument("--max-concurrent-trials", type=int, help="cap on trials running at once")
+    p.add_argument(
+        "--time-budget",
+        help="stop the search after this long (1200, 90s, 20m, 1.5h); running trials keep their best checkpoints",
+    )
     p.add_argument("--top-k", type=int, help="best configurations scored on the test split(s) (default 3)")
     p.add_argument(
         "--address", help="an existing Ray cluster (`auto`, `ray://host:10001`); default: start Ray here"
@@ -69,7 +75,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--from", dest="from_experiment", help="seeds: repeat the top-k configurations of this experiment"
     )
     p.add_argument(
-        "--smoke-test", action="store_true", help="test-size model built in code, a few pairs, 2 trials"
+        "--smoke-test",
+        action="store_true",
+        help="test-size model built in code, a few pairs, 2 trials (flags given with it still apply)",
     )
     return p.parse_args(argv)
 
@@ -107,6 +115,13 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     ):
         if getattr(args, flag) is not None:
             out[f"search.{flag}"] = getattr(args, flag)
+    if args.time_budget is not None:
+        from tuning.config import ConfigError, parse_duration
+
+        try:
+            out["search.time_budget"] = parse_duration(args.time_budget)
+        except ValueError as err:
+            raise ConfigError(f"--time-budget: {err}") from None
     if args.full_grid:
         out["search.full_grid"] = True
     if args.from_experiment:
@@ -116,7 +131,15 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def build_experiment(args: argparse.Namespace) -> Any:
     """Defaults < YAML < flags, validated once (every problem in one message)."""
-    from tuning.config import ConfigError, apply_overrides, load_experiment, make_smoke, validate
+    from tuning.config import (
+        ConfigError,
+        apply_overrides,
+        gpu_names,
+        load_experiment,
+        make_smoke,
+        resource_problems,
+        validate,
+    )
     from tuning.methods import METHODS
     from tuning.spaces import check_experiment
 
@@ -150,6 +173,11 @@ def build_experiment(args: argparse.Namespace) -> Any:
             check()
         except ConfigError as err:
             problems.append(str(err))
+    if not args.address:
+        # Ray starts here with this machine's CPUs and GPUs: a trial asking for more would wait
+        # forever ("No available node types can fulfill resource request"). A cluster at
+        # --address is Ray's to judge: its nodes are known only after connecting.
+        problems += resource_problems(exp.search, os.cpu_count() or 1, len(gpu_names()))
     if problems:
         raise ConfigError("\n".join(problems))
     if Path(exp.experiment_dir).exists():
@@ -226,7 +254,8 @@ def run(args: argparse.Namespace) -> int:
 
 def resume(args: argparse.Namespace, started: float) -> int:
     """Continue ``--resume DIR`` from storage: done stages are skipped, the cut one restored."""
-    from reports.records import EXPERIMENT_FILE
+    from reports.records import EXPERIMENT_FILE, read_experiment
+    from tuning import ray_session
     from tuning.config import ConfigError, experiment_from_dict
     from tuning.data import fingerprint, load_splits
 
@@ -236,12 +265,19 @@ def resume(args: argparse.Namespace, started: float) -> int:
         raise ConfigError(
             f"--resume {args.resume}: no {EXPERIMENT_FILE} there; pass an experiment folder <storage>/<name>."
         )
-    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    # Every JSON file of the folder is read (and refused if torn or foreign) before Ray starts.
+    meta = read_experiment(exp_dir).meta
     if meta.get("finished"):
         print(
             f"[run_search] {exp_dir} already finished; nothing to resume (report: {exp_dir / 'report.md'})."
         )
         return 0
+    driver = ray_session.running_driver(exp_dir)
+    if driver:  # two drivers in one folder would write the same trials and records
+        raise ConfigError(
+            f"--resume {args.resume}: process {driver} is still running this experiment; "
+            f"wait for it to end (or stop it: kill {driver}), then resume."
+        )
     exp = experiment_from_dict(meta["config"])
     exp.storage, exp.name = str(exp_dir.parent), exp_dir.name
     splits = load_splits(exp.data)
@@ -256,30 +292,144 @@ def resume(args: argparse.Namespace, started: float) -> int:
     return search(args, exp, splits, meta, started - spent)
 
 
+class StopSignals:
+    """SIGINT (Ctrl-C) and SIGTERM stop a search cleanly; a second one stops it at once.
+
+    The first signal during a Tune run asks Tune to stop (it saves its state, as on Ctrl-C);
+    anywhere else it raises ``KeyboardInterrupt``. Either way the experiment stays unfinished,
+    nothing unfinished is exported, and the exit status is 128 + the signal (130, 143).
+    Tune's own SIGINT handler is turned off (``TUNE_DISABLE_SIGINT_HANDLER``): it would not see
+    SIGTERM, and it leaves no trace that a stop was asked for.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def install(self) -> None:
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self.handle)
+
+    def handle(self, signum: int, frame: Any) -> None:
+        from tuning.methods._stage import STOP_REQUESTED
+
+        if self.signum is not None:
+            raise KeyboardInterrupt  # the second signal: stop now, skipping Tune's last save
+        self.signum = signum
+        STOP_REQUESTED.set()
+        print(
+            f"\n[run_search] {signal.Signals(signum).name}: stopping the search (saving its state); "
+            "send it again to stop at once.",
+            file=sys.stderr,
+            flush=True,
+        )
+        tune_stop = signal.getsignal(signal.SIGUSR1)  # installed by Tune while a stage runs
+        if callable(tune_stop):
+            tune_stop(signum, frame)
+        else:
+            raise KeyboardInterrupt
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or signal.SIGINT)
+
+
+STOP = StopSignals()
+
+
+def resume_command(exp_dir: Path, args: argparse.Namespace) -> str:
+    """The exact command that continues ``exp_dir``."""
+    command = [sys.executable, str(REPO / "run_search.py"), "--resume", str(exp_dir)]
+    if args.address:
+        command += ["--address", args.address]
+    return shlex.join(command)
+
+
 def search(args: argparse.Namespace, exp: Any, splits: Any, meta: dict[str, Any], started: float) -> int:
-    """Run the method on Ray (started here, or the cluster at ``--address``), then conclude."""
-    import ray
+    """Run the method on Ray (started here, or the cluster at ``--address``), then conclude.
 
-    from tuning.methods import StageInterrupted, run_method, write_json
-
+    A stop signal (see :class:`StopSignals`) leaves the experiment unfinished: no scoring, no
+    export, the ``--resume`` command printed, exit 130 (SIGINT) or 143 (SIGTERM).
+    """
     exp_dir = Path(exp.experiment_dir)
+    stopped = False
+    try:  # a stop signal anywhere from here on leaves the experiment resumable
+        import ray
 
-    # On an existing cluster, this checkout's packages travel with the job (Ray's py_modules):
-    # trials on every node import the driver's exact code, however the driver got there.
-    code = {"py_modules": [str(REPO / "tuning"), str(REPO / "reports")]} if args.address else None
-    ray.init(address=args.address, include_dashboard=False, log_to_driver=True, runtime_env=code)
-    meta["ray_resources"] = {
-        k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU", "memory")
-    }
-    try:
-        run_method(exp, splits)
-    except StageInterrupted as err:
-        print(f"[run_search] {err}", file=sys.stderr, flush=True)
-    finally:
-        meta["search_wall_time_s"] = time.time() - started
-        write_json(exp_dir / "experiment.json", meta)
-        ray.shutdown()
+        from tuning import ray_session
+        from tuning.methods import StageInterrupted, run_method, write_json
+        from tuning.methods._progress import RAY_LOG_FILE, quiet_ray
+        from tuning.methods._stage import STOP_REQUESTED
+
+        quiet_ray(exp_dir / RAY_LOG_FILE)  # Ray's notices (e.g. snapshot timings) go to a file
+        # On an existing cluster, this checkout's packages travel with the job (Ray's py_modules):
+        # trials on every node import the driver's exact code, however the driver got there.
+        code = {"py_modules": [str(REPO / "tuning"), str(REPO / "reports")]} if args.address else None
+        temp_dir = None
+        try:
+            # Ray started here lives in ray_session.temp_root(); the processes a killed driver left
+            # are stopped first, and their folders pruned. A cluster at --address is its own.
+            temp_dir = None if args.address else str(stop_old_ray(exp_dir))
+            ray.init(
+                address=args.address,
+                include_dashboard=False,
+                log_to_driver=True,
+                runtime_env=code,
+                _temp_dir=temp_dir,
+            )
+            if temp_dir:
+                ray_session.record(exp_dir)
+            STOP.install()  # Ray's core worker replaces the SIGTERM handler with one that aborts
+            meta["ray_resources"] = {
+                k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU", "memory")
+            }
+            run_method(exp, splits)
+        except StageInterrupted as err:
+            print(f"[run_search] {err}", file=sys.stderr, flush=True)
+        finally:
+            meta["search_wall_time_s"] = time.time() - started
+            try:
+                write_json(exp_dir / "experiment.json", meta)
+            finally:
+                ray.shutdown()
+                if temp_dir:
+                    ray_session.forget(exp_dir)  # shut down cleanly: nothing is left to stop
+        stopped = STOP_REQUESTED.is_set()
+    except KeyboardInterrupt:
+        stopped = True
+    except SystemExit as err:  # ray.init's own SIGTERM handler, while Ray starts: sys.exit(15)
+        if err.code != signal.SIGTERM:
+            raise
+        STOP.signum = STOP.signum or signal.SIGTERM
+        stopped = True
+    if stopped:
+        print(
+            f"[run_search] stopped: {exp_dir} is unfinished (finished trials and checkpoints are kept; "
+            f"nothing was exported). Continue it with:\n  {resume_command(exp_dir, args)}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return STOP.exit_code
     return conclude(exp, splits, meta, started)
+
+
+def stop_old_ray(exp_dir: Path) -> Path:
+    """Before Ray starts here: stop what a killed driver of ``exp_dir`` (or of any dead session
+    in Ray's temp folder) left running, prune old session folders; returns that temp folder."""
+    from tuning import ray_session
+
+    stopped = ray_session.stop_leftovers(exp_dir / ray_session.RECORD_FILE)
+    root = ray_session.temp_root()
+    swept, removed = ray_session.sweep(root)
+    stopped = sorted({*stopped, *swept})
+    if stopped:
+        print(
+            f"[run_search] stopped {len(stopped)} Ray processes left by a killed run (PIDs {stopped})",
+            flush=True,
+        )
+    if removed:
+        print(f"[run_search] removed {len(removed)} old Ray session folders from {root}", flush=True)
+    return root
 
 
 def conclude(exp: Any, splits: Any, meta: dict[str, Any], started: float) -> int:
@@ -294,6 +444,9 @@ def conclude(exp: Any, splits: Any, meta: dict[str, Any], started: float) -> int
     exp_dir = Path(exp.experiment_dir)
     record = read_experiment(exp_dir)
     metric, mode = exp.search.metric, MODES[exp.search.metric]
+    failed = [t for t in record.trials if t.status == "failed"]
+    if record.trials and len(failed) == len(record.trials):
+        return all_failed(exp_dir, failed, meta, started)
     tests = [s for s in splits if s not in ("train", "validation")]
     print(f"[run_search] scoring the top {exp.search.top_k} (and any seed repeats) on {tests}", flush=True)
     scores = score_winners(record, splits, metric, mode, exp.search.top_k)
@@ -329,7 +482,40 @@ def conclude(exp: Any, splits: Any, meta: dict[str, Any], started: float) -> int
             f"f1 {w['validation'].get('f1', float('nan')):.4f} ({shown})",
             flush=True,
         )
+    if failed:
+        print(
+            f"[run_search] {len(failed)} of {len(record.trials)} trials failed; the first: "
+            f"{first_error(failed)}",
+            file=sys.stderr,
+            flush=True,
+        )
     return 0
+
+
+def first_error(failed: list[Any]) -> str:
+    """The first failed trial's error message and where its full log is."""
+    trial = failed[0]
+    return f"{trial.stage}/{trial.trial_id}: {trial.error or 'no message'} (log: {Path(trial.path, 'error.txt')})"
+
+
+def all_failed(exp_dir: Path, failed: list[Any], meta: dict[str, Any], started: float) -> int:
+    """Every trial failed: write the report, say the first error and where its log is; exit 1.
+
+    The experiment is left unfinished: once the cause is fixed (a full disk, a lost node),
+    ``--resume`` retries the failed trials.
+    """
+    from reports import write_report
+    from tuning.methods import write_json
+
+    meta["wall_time_s"] = time.time() - started
+    write_json(exp_dir / "experiment.json", meta)
+    report = write_report(exp_dir)
+    print(
+        f"[run_search] all {len(failed)} trials failed (report: {report}); the first: {first_error(failed)}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return 1
 
 
 def report_command(argv: list[str]) -> int:
@@ -385,20 +571,52 @@ COMMANDS = {"report": report_command, "serve": serve_command}
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    from reports.records import StorageError
     from tuning.config import ConfigError
     from tuning.data import DataError
     from tuning.model import ModelError
 
+    where = argv[1] if argv[:1] == ["report"] and len(argv) > 1 else None  # the folder in use
     try:
         if argv and argv[0] in COMMANDS:
             return COMMANDS[argv[0]](argv[1:])
-        return run(parse_args(argv))
-    except (ConfigError, DataError, ModelError, FileNotFoundError) as err:
+        STOP.install()
+        args = parse_args(argv)
+        where = args.resume or args.storage
+        return run(args)
+    except (ConfigError, DataError, ModelError, StorageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: results so far stay in storage.", file=sys.stderr)
-        return 130
+    except OSError as err:
+        print(f"error: {storage_problem(err, where)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # a stop signal before the search started: nothing ran
+        print("interrupted before the search started; nothing was run.", file=sys.stderr)
+        return STOP.exit_code
+
+
+# What to do about a file-system error, by errno.
+STORAGE_FIXES = {
+    errno.ENOSPC: "free space there, or pass --storage on a disk with room; --resume continues the run",
+    errno.EDQUOT: "free space there, or pass --storage on a disk with room; --resume continues the run",
+    errno.EROFS: "pass a --storage folder on a writable file system",
+    errno.EACCES: "pass a --storage folder you may write to",
+    errno.EPERM: "pass a --storage folder you may write to",
+    errno.ENOTDIR: "--storage must name a folder, not a file",
+    errno.EEXIST: "--storage must name a folder, not a file",
+}
+
+
+def storage_problem(err: OSError, where: str | None) -> str:
+    """One line for a file-system error: what failed, on which path, and the fix.
+
+    Errors raised inside Ray (a trial's checkpoint upload) name no file: ``where`` (the storage
+    or experiment folder in use) is named instead.
+    """
+    path = err.filename or (f"under {Path(where).resolve()}" if where else None)
+    fix = STORAGE_FIXES.get(err.errno or 0)
+    what = (err.strerror or str(err).splitlines()[-1]).split(". Detail:")[0]
+    return what + (f": {path}" if path else "") + (f" ({fix})." if fix else ".")
 
 
 if __name__ == "__main__":

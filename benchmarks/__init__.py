@@ -46,7 +46,13 @@ BENCHMARKS: dict[str, Benchmark] = {
     ),
     "overhead": Benchmark("Ray Tune's per-trial overhead vs the same trials in a plain process"),
     "scaling": Benchmark("1 vs 2 concurrent trials on this machine: speed-up and efficiency"),
-    "objectives": Benchmark("the original team's ideas: MSE vs correlation loss vs multi-task, over seeds"),
+    "cpu_levers": Benchmark(
+        "frozen embeddings, bf16 autocast, frozen layers: training speed on the CPU profile"
+    ),
+    "objectives": Benchmark("losses and heads: MSE, correlation loss, multi-task, CoSENT, AnglE, over seeds"),
+    "peers": Benchmark(
+        "the same search through this tool, sentence-transformers, HF Trainer + Ray, plain Optuna (hours)"
+    ),
     "serve_load": Benchmark("latency and throughput of `run_search.py serve`, with and without batching", ()),
     "cluster_scaling": Benchmark(
         "one node vs two loopback nodes, and the cost of a node failure",

@@ -25,6 +25,7 @@ FIGURE_FILES = (COMPARE_PNG, CURVES_PNG, PARETO_PNG, IMPORTANCE_PNG)
 END_MARKERS = {
     "finished": ("o", None, "finished"),
     "stopped": ("X", "tab:red", "stopped early by ASHA"),
+    "budget": ("D", "tab:orange", "stopped by the time budget"),
     "failed": ("v", "black", "failed"),
     "incomplete": ("s", "tab:gray", "incomplete"),
 }

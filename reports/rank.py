@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from reports.records import TrialRecord
+from reports.records import TrialRecord, epoch_number
 
 METRIC_COLUMNS = ("pearson", "f1", "spearman", "mse")
 
@@ -17,9 +17,9 @@ class Row:
     trial_id: str
     stage: str
     params: dict[str, Any]
-    best_epoch: int | None
+    best_epoch: int | float | None
     metrics: dict[str, float]
-    epochs_run: int
+    epochs_run: int | float
     planned_epochs: int
     status: str
     error: str | None = None
@@ -36,9 +36,9 @@ def to_rows(trials: list[TrialRecord], metric: str = "pearson", mode: str = "max
                 trial_id=t.trial_id,
                 stage=t.stage,
                 params=t.params,
-                best_epoch=int(best["epoch"]) if best else None,
+                best_epoch=epoch_number(best["epoch"]) if best else None,
                 metrics={k: float(best[k]) for k in METRIC_COLUMNS if best and best.get(k) is not None},
-                epochs_run=len(t.epochs),
+                epochs_run=epoch_number(t.epochs[-1]["epoch"]) if t.epochs else 0,
                 planned_epochs=t.planned_epochs,
                 status=t.status,
                 error=t.error,

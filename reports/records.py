@@ -17,7 +17,14 @@ EXPERIMENT_FILE = "experiment.json"
 STAGE_FILE = "stage.json"
 TEST_SCORES_FILE = "test_scores.json"
 TRIALS_FILE = "trials.json"
+BUDGET_FILE = "time_budget.json"  # in a stage folder: the search's time budget ended this stage
 COMPARE_FILE = "compare.json"
+
+
+def epoch_number(value: Any) -> int | float:
+    """An epoch as reported: whole epochs as ints, sub-epoch reports as fractions (``0.25``)."""
+    number = float(value)
+    return int(number) if number.is_integer() else round(number, 3)
 
 
 @dataclass
@@ -32,7 +39,8 @@ class TrialRecord:
     """One dict of validation metrics per reported epoch, in order."""
     planned_epochs: int = 0
     status: str = "incomplete"
-    """``finished``, ``stopped`` (early, by the scheduler), ``failed``, or ``incomplete``
+    """``finished``, ``stopped`` (early, by the scheduler), ``budget`` (stopped when the search's
+    time budget ended), ``failed``, or ``incomplete``
     (running, or cut off by an interrupt)."""
     error: str | None = None
     retries: int = 0
@@ -57,8 +65,37 @@ class TrialRecord:
         return str(Path(self.path, name))
 
 
+class StorageError(ValueError):
+    """A file of an experiment folder is torn (a crash mid-write) or not one this tool wrote."""
+
+
+# The top-level type (and a key) each stored file must have: a torn or foreign file is refused
+# by name instead of failing later on a missing key.
+SHAPES: dict[str, tuple[type, str | None]] = {
+    EXPERIMENT_FILE: (dict, "config"),
+    STAGE_FILE: (dict, "stage"),
+    TRIALS_FILE: (dict, None),
+    TEST_SCORES_FILE: (list, None),
+    COMPARE_FILE: (dict, None),
+    "params.json": (dict, None),
+}
+
+
 def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        problem = f"is not valid JSON ({err})"
+    else:
+        kind, key = SHAPES.get(path.name, (object, None))
+        if isinstance(data, kind) and (key is None or key in data):
+            return data
+        problem = f"is not a {path.name} written by run_search.py (expected a JSON {kind.__name__}" + (
+            f" with {key!r})" if key else ")"
+        )
+    raise StorageError(
+        f"{path} {problem}: restore it from a copy, or delete the experiment folder and start a new run."
+    )
 
 
 def read_results(trial_dir: str | Path) -> list[dict[str, Any]]:
@@ -85,12 +122,13 @@ def read_trial(trial_dir: Path, stage: dict[str, Any], ended: dict[str, dict[str
     params_file = trial_dir / "params.json"
     params = _read_json(params_file) if params_file.is_file() else {}
     searched = {k: params.get(k) for k in stage.get("searched", [])}
-    by_epoch: dict[int, dict[str, Any]] = {}
+    by_progress: dict[float, dict[str, Any]] = {}
     for row in read_results(trial_dir):
         if "epoch" in row:
-            # A trial restored after a failure may report an epoch twice: keep the latest.
-            by_epoch[int(row["epoch"])] = row
-    epochs = [by_epoch[e] for e in sorted(by_epoch)]
+            # A trial restored after a failure may report an evaluation twice: keep the latest.
+            # Reports are keyed by training pairs seen (sub-epoch reports), else by epoch.
+            by_progress[float(row.get("pairs", row["epoch"]))] = row
+    epochs = [by_progress[k] for k in sorted(by_progress)]
     planned = int(params.get("num_epochs") or stage.get("num_epochs") or 0)
     trial_id = str(epochs[-1].get("trial_id")) if epochs else trial_dir.name.rsplit("_", 1)[-1]
     end = ended.get(trial_id, {})
@@ -100,6 +138,8 @@ def read_trial(trial_dir: Path, stage: dict[str, Any], ended: dict[str, dict[str
         status = "finished"
     elif end.get("status") == "error":
         status = "failed"
+    elif end.get("ended_by") == "time_budget":
+        status = "budget"
     elif end.get("status") == "completed":
         status = "stopped"
     else:

@@ -51,8 +51,10 @@ def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
             f"Pearson {fmt(best_f.metrics.get('pearson', float('nan')))}, with {_params(best_f)}."
         )
     untuned = meta.get("untuned")
+    top = [w for w in exp.test_scores if w.get("role", "top") == "top"]
     if untuned and best_p and best_p.metrics:
-        out.append(untuned_line(untuned, best_p.metrics["pearson"]))
+        out.append(untuned_line(untuned, best_p.metrics["pearson"], top[0] if top else None))
+    out += budget_lines(exp)
     importances = experiment_importances(exp)
     decisive = [
         f"{i.params[0]} in `{i.stage}` ({fmt(i.values['pearson'][i.params[0]])})"
@@ -64,7 +66,6 @@ def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
     out.append("")
 
     # 2. Test scores of the winners.
-    top = [w for w in exp.test_scores if w.get("role", "top") == "top"]
     if top:
         splits = list(top[0]["test"])
         header = ["trial", "validation pearson", "validation f1"]
@@ -81,7 +82,9 @@ def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
         out += ["## Test scores of the best configurations", "", table(header, body), ""]
         if meta.get("best_model"):
             out += [
-                f"The winner is exported to `{meta['best_model']}` (load with `STSModel.from_pretrained`).",
+                f"The winner is exported to `{meta['best_model']}`: a sentence-transformers folder with a "
+                "model card (load with `SentenceTransformer(dir)` for `bi`, `CrossEncoder(dir)` for `cross`, "
+                "or `STSModel.from_pretrained(dir)`).",
                 "",
             ]
 
@@ -117,7 +120,7 @@ def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
         out += [
             "## Learning curves",
             "",
-            "Validation Pearson after every epoch, one line per trial; the last point shows how the "
+            "Validation Pearson at every report (each epoch, or every `training.eval_every_pairs` pairs), one line per trial; the last point shows how the "
             "trial ended (a red cross: stopped early by ASHA).",
             "",
             f"![Learning curves]({figures['curves']})",
@@ -146,15 +149,61 @@ def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
     return "\n".join(out)
 
 
-def untuned_line(untuned: dict[str, Any], best: float) -> str:
-    """How the best trial compares with the pretrained model before any fine-tuning."""
+def untuned_line(untuned: dict[str, Any], best: float, winner: dict[str, Any] | None = None) -> str:
+    """How the winner compares with the pretrained model before any fine-tuning, on validation
+    and on every test split both were scored on; says plainly whether tuning won."""
     start = untuned["validation"]["pearson"]
-    verdict = (
-        f"the best trial beats it by {best - start:+.4f}"
-        if best > start
-        else f"the best trial did NOT beat it ({best - start:+.4f})"
+    pairs = [("validation", best, start)]
+    for split, metrics in (winner or {}).get("test", {}).items():
+        if split in untuned.get("test", {}):
+            pairs.append((split, metrics["pearson"], untuned["test"][split]["pearson"]))
+    shown = "; ".join(
+        f"{split} {fmt(tuned)} vs {fmt(base)} ({tuned - base:+.4f})" for split, tuned, base in pairs
     )
-    return f"- Untuned start ({untuned['what']}): validation Pearson {fmt(start)}; {verdict}."
+    lost = [split for split, tuned, base in pairs if tuned <= base]
+    verdict = (
+        "tuning won on every split"
+        if not lost
+        else f"tuning did NOT beat the untuned model on {', '.join(lost)}"
+    )
+    return f"- Untuned start ({untuned['what']}), Pearson, winner vs untuned: {shown}: **{verdict}**."
+
+
+def budget_lines(exp: ExperimentRecord) -> list[str]:
+    """How the search spent its budget: ASHA's rungs in training pairs, and the time budget."""
+    out = []
+    for stage in exp.stages:
+        asha, every = stage.get("asha"), stage.get("eval_every_pairs")
+        n = stage.get("train_pairs")
+        if asha and n:
+            rungs = ", ".join(f"{r:,} ({r / n:.3g} epochs)" for r in asha["rungs"]) or "none"
+            out.append(
+                f"- `{stage['stage']}`: ASHA counts training pairs seen: grace period {asha['grace_period']:,} "
+                f"pairs, rungs at {rungs}, largest budget {asha['max_t']:,} pairs "
+                f"({asha['max_t'] / n:.3g} epochs of {n:,}); a trial reports every "
+                + (f"{every:,} pairs." if every else "epoch.")
+            )
+        budget = stage.get("time_budget_s")
+        if budget:
+            trials = [t for t in exp.trials if t.stage == stage["stage"]]
+            spent = sum(float(t.epochs[-1].get("elapsed_s", 0)) for t in trials if t.epochs)
+            ended = (
+                "it ended the search"
+                if stage.get("ended_by") == "time_budget"
+                else "the search ended before it"
+            )
+            out.append(
+                f"- `{stage['stage']}`: time budget {budget / 60:.1f} min; {ended}. Trials trained "
+                f"{spent / 60:.1f} trial-minutes in all: "
+                + ", ".join(
+                    f"`{t.trial_id}` {float(t.epochs[-1].get('elapsed_s', 0)) / 60:.1f} min "
+                    f"({int(t.epochs[-1].get('pairs', 0)):,} pairs)"
+                    for t in trials
+                    if t.epochs
+                )
+                + "."
+            )
+    return out
 
 
 def importance_section(exp: ExperimentRecord, importances: list[Importance]) -> list[str]:

@@ -9,6 +9,7 @@ from reports.rank import METRIC_COLUMNS, Row, rank
 STATUS_TEXT = {
     "finished": "finished",
     "stopped": "stopped early (ASHA)",
+    "budget": "stopped by the time budget",
     "failed": "failed",
     "incomplete": "incomplete (interrupted or still running)",
 }
@@ -39,6 +40,8 @@ def status(row: Row) -> str:
     text = STATUS_TEXT.get(row.status, row.status)
     if row.status == "stopped":
         text = f"stopped by ASHA after {row.epochs_run}/{row.planned_epochs} epochs"
+    if row.status == "budget":
+        text = f"stopped by the time budget after {row.epochs_run}/{row.planned_epochs} epochs"
     if row.retries:
         text += f", retried {row.retries}x from checkpoint"
     if row.error and row.status == "failed":

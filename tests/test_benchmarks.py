@@ -304,3 +304,18 @@ def test_objectives_epochs_to_target_and_table():
     assert lines[2] == (
         "| mse | 0.7100 ± 0.0020 | 0.7000 ± 0.0100 | 0.6500 ± 0.0010 | 0.7400 ± 0.0030 | 0.6900 ± 0.0020 | - | 0/3 |"
     )
+
+
+# --- cpu_levers ---
+
+
+@pytest.mark.e2e
+def test_cpu_levers_quick_prints_one_row_per_lever(capsys):
+    from benchmarks import cpu_levers
+
+    assert cpu_levers.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [r.split(" | ")[0].removeprefix("| ") for r in rows] == list(cpu_levers.LEVERS)
+    assert rows[0].split(" | ")[2] == "1.00x"
+    assert all(float(r.split(" | ")[1]) > 0 and float(r.split(" | ")[3]) > 0 for r in rows)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from reports import read_experiment
+from reports.tables import fmt
 from tests.conftest import REPO, run_cli
 from tuning.model import STSModel, predict
 
@@ -41,8 +42,8 @@ def test_optuna_smoke_search_writes_a_ranked_report(smoke_run):
         assert trial.status in ("finished", "stopped")
         assert [e["epoch"] for e in trial.epochs] == list(range(1, len(trial.epochs) + 1))
         assert f"optuna/{trial.trial_id}" in report
-    # The winners are scored on KorSTS test and KLUE-STS dev.
-    assert set(record.test_scores[0]["test"]) == {"test", "klue_dev"}
+    # The winners are scored on KorSTS test, all of KorSTS dev and KLUE-STS dev.
+    assert set(record.test_scores[0]["test"]) == {"test", "korsts_dev", "klue_dev"}
 
 
 def test_smoke_search_saves_the_reproducibility_record(smoke_run):
@@ -52,7 +53,14 @@ def test_smoke_search_saves_the_reproducibility_record(smoke_run):
     assert len(meta["data_fingerprint"]) == 16
     assert meta["versions"]["ray"] == "2.60.0"
     assert meta["finished"] is True
-    assert 0.0 <= abs(meta["untuned"]["validation"]["pearson"]) <= 1.0
+    # The untuned model is scored on the same splits as the winner, and the report compares them.
+    untuned = meta["untuned"]
+    assert set(untuned["test"]) == {"test", "korsts_dev", "klue_dev"}
+    report = (smoke_run / "report.md").read_text(encoding="utf-8")
+    winner = read_experiment(smoke_run).test_scores[0]
+    for split in ("test", "korsts_dev", "klue_dev"):
+        shown = f"{split} {fmt(winner['test'][split]['pearson'])} vs {fmt(untuned['test'][split]['pearson'])}"
+        assert shown in report
 
 
 def test_best_model_loads_and_scores_a_pair(smoke_run):

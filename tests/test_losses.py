@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from tuning.losses import LOSSES, batch_pearson, make_loss
+from tuning.losses import EMBEDDING_LOSSES, LOSSES, batch_pearson, make_loss
 from tuning.metrics import pearson
+
+# Losses of predicted scores; CoSENT and AnglE take the two embeddings (tested below).
+SCORE_LOSSES = [name for name in LOSSES if name not in EMBEDDING_LOSSES]
 
 
 def t(*values: float) -> torch.Tensor:
@@ -139,7 +142,7 @@ def test_corr_mae_gradcheck() -> None:
     assert torch.autograd.gradcheck(loss, (pred, target))
 
 
-@pytest.mark.parametrize("name", list(LOSSES))
+@pytest.mark.parametrize("name", SCORE_LOSSES)
 def test_every_loss_returns_a_finite_scalar_with_finite_gradient(name: str) -> None:
     generator = torch.Generator().manual_seed(0)
     pred = torch.randn(8, generator=generator, requires_grad=True)
@@ -151,7 +154,7 @@ def test_every_loss_returns_a_finite_scalar_with_finite_gradient(name: str) -> N
     assert torch.isfinite(pred.grad).all()
 
 
-@pytest.mark.parametrize("name", list(LOSSES))
+@pytest.mark.parametrize("name", SCORE_LOSSES)
 def test_every_loss_refuses_a_one_output_head_shape(name: str) -> None:
     with pytest.raises(ValueError, match=r"predictions.shape=\(4, 1\), targets.shape=\(4,\)"):
         make_loss(name)(torch.zeros(4, 1), torch.zeros(4))
@@ -161,7 +164,7 @@ def test_unknown_loss_lists_the_known_ones() -> None:
     with pytest.raises(ValueError) as error:
         make_loss("huber")
     assert str(error.value) == (
-        "loss must be one of ['bce', 'corr_mae', 'l1', 'mse', 'smooth_l1']. Got: 'huber'."
+        "loss must be one of ['angle', 'bce', 'corr_mae', 'cosent', 'l1', 'mse', 'smooth_l1']. Got: 'huber'."
     )
 
 
@@ -188,7 +191,7 @@ def test_unknown_parameter_names_it_and_the_accepted_ones() -> None:
         make_loss("mse", alpha=0.1)
 
 
-@pytest.mark.parametrize("name", list(LOSSES))
+@pytest.mark.parametrize("name", SCORE_LOSSES)
 def test_every_loss_refuses_an_empty_batch(name: str) -> None:
     with pytest.raises(ValueError, match=r"B >= 1, but got predictions.shape=\(0,\)"):
         make_loss(name)(torch.zeros(0), torch.zeros(0))
@@ -200,3 +203,35 @@ def test_corr_mae_in_half_precision_matches_float32() -> None:
     loss.backward()
     assert loss.item() == pytest.approx(0.9 * 0.5 + 0.1 * 2 / 3, rel=1e-2)
     assert torch.isfinite(pred.grad).all()
+
+
+@pytest.mark.parametrize("name", ["cosent", "angle"])
+def test_ranking_losses_are_sentence_transformers_own(name):
+    from sentence_transformers.sentence_transformer.losses import AnglELoss, CoSENTLoss
+
+    torch.manual_seed(0)
+    u, v = torch.randn(6, 8, requires_grad=True), torch.randn(6, 8)
+    targets = torch.tensor([0.0, 1.0, 2.5, 2.5, 4.0, 5.0])
+    reference = {"cosent": CoSENTLoss, "angle": AnglELoss}[name](model=None, scale=20.0)
+    loss = make_loss(name)((u, v), targets)
+    assert loss.item() == pytest.approx(reference.compute_loss_from_embeddings([u, v], targets).item())
+    loss.backward()
+    assert torch.isfinite(u.grad).all() and u.grad.abs().sum() > 0
+    # Only the targets' order counts: any increasing map of them gives the same loss.
+    assert make_loss(name)((u, v), targets / 5).item() == pytest.approx(loss.item())
+
+
+def test_ranking_loss_of_a_batch_without_a_ranked_pair_is_zero():
+    u, v = torch.randn(3, 8), torch.randn(3, 8)
+    assert make_loss("cosent")((u, v), torch.full((3,), 2.0)).item() == pytest.approx(0.0)
+
+
+def test_ranking_loss_scale_is_checked():
+    with pytest.raises(ValueError, match="scale"):
+        make_loss("cosent", scale=0)
+
+
+@pytest.mark.parametrize("name", EMBEDDING_LOSSES)
+def test_ranking_losses_refuse_embeddings_and_targets_of_different_batches(name):
+    with pytest.raises(ValueError, match=r"targets.shape=\(3,\)"):
+        make_loss(name)((torch.zeros(4, 8), torch.zeros(4, 8)), torch.zeros(3))

@@ -65,7 +65,7 @@ def test_seeds_repeat_the_top_configurations_of_a_finished_search(tmp_path):
         seeds = sorted(t.params["seed"] for t in record.trials if t.stage == stage["stage"])
         assert seeds == [42, 43]
     scored = [s for s in record.test_scores if s["stage"] == "seeds-1"]
-    assert len(scored) == 2 and all(set(s["test"]) == {"test", "klue_dev"} for s in scored)
+    assert len(scored) == 2 and all(set(s["test"]) == {"test", "korsts_dev", "klue_dev"} for s in scored)
     assert "## Seed repeats (mean ± std)" in (exp / "report.md").read_text()
 
 

@@ -202,6 +202,9 @@ def test_forward_outputs_one_value_per_pair(tokenizer, architecture: str, head: 
     with torch.no_grad():
         out = model(**batch_of(tokenizer, architecture))
     expected = {"raw", "scores", "binary_logits"} if head == "multitask" else {"raw", "scores"}
+    if architecture == "bi":  # the two sentences' embeddings, for CoSENT and AnglE
+        u, v = out.pop("embeddings")
+        assert u.shape == v.shape == (len(PAIRS), model.config.hidden_size)
     assert set(out) == expected
     assert all(v.shape == (len(PAIRS),) for v in out.values())
 

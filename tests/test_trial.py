@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tuning.config import DataConfig, ModelConfig, TrainingConfig
 from tuning.model import STSModel
-from tuning.trial import REPORTED, TrialSettings, run_training, target_transform
+from tuning.trial import REPORTED, Fidelity, TrialSettings, run_training, target_transform
 
 
 def settings(architecture: str = "cross", **training) -> TrialSettings:
@@ -22,7 +23,7 @@ def settings(architecture: str = "cross", **training) -> TrialSettings:
     )
 
 
-def train(s: TrialSettings, splits, tmp_path: Path, resume_from: str | None = None, keep_epoch: int = 1):
+def train(s: TrialSettings, splits, tmp_path: Path, resume_from: str | None = None, keep_epoch: float = 1):
     """Run a trial; return its reports and a copy of epoch ``keep_epoch``'s checkpoint."""
     reports, kept = [], tmp_path / f"kept-{len(list(tmp_path.iterdir()))}"
 
@@ -42,6 +43,8 @@ def train(s: TrialSettings, splits, tmp_path: Path, resume_from: str | None = No
         ("bi", "regression", "mse"),
         ("cross", "multitask", "corr_mae"),
         ("bi", "multitask", "l1"),
+        ("bi", "regression", "cosent"),
+        ("bi", "regression", "angle"),
     ],
 )
 def test_every_epoch_is_reported_with_a_checkpoint(small_splits, tmp_path, architecture, head, loss):
@@ -103,3 +106,54 @@ def test_resume_trains_with_the_new_learning_rate_and_weight_decay(small_splits,
     assert same[0]["learning_rate"] == pytest.approx(1e-3)
     assert changed[0]["learning_rate"] == pytest.approx(1e-2)
     assert changed[0]["pearson"] != pytest.approx(same[0]["pearson"], abs=1e-9)
+
+
+def test_sub_epoch_reports_arrive_at_the_configured_pairs(small_splits, tmp_path):
+    # 64 training pairs in batches of 16: 4 steps an epoch; a report every 16 pairs.
+    reports, _ = train(settings(eval_every_pairs=16), small_splits, tmp_path)
+    assert [r["pairs"] for r in reports] == [16, 32, 48, 64, 80, 96, 112, 128]
+    assert [r["epoch"] for r in reports] == [0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2]
+    assert all(set(REPORTED) <= set(r) for r in reports)
+
+
+def test_a_kill_mid_epoch_resumes_at_the_last_report_exactly(small_splits, tmp_path):
+    """No pair trained twice or skipped: the resumed run's reports equal the uncut run's."""
+    s = settings(eval_every_pairs=16)
+    full, half = train(s, small_splits, tmp_path, keep_epoch=0.5)
+    resumed, _ = train(s, small_splits, tmp_path, resume_from=str(half))
+    assert [r["pairs"] for r in resumed] == [48, 64, 80, 96, 112, 128]
+    for a, b in zip(full[2:], resumed):
+        assert a["step"] == b["step"]
+        assert a["pearson"] == pytest.approx(b["pearson"], abs=1e-6)
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("num_pairs", "batch_size", "every", "steps", "pairs"),
+    [
+        (64, 16, None, [4, 8], [64, 128]),  # once per epoch
+        (64, 16, 16, [1, 2, 3, 4, 5], [16, 32, 48, 64, 80]),
+        (64, 24, 32, [2, 3, 5, 6], [48, 64, 112, 128]),  # 3 steps an epoch, the last one short
+        (64, 16, 1, [1, 2, 3, 4], [16, 32, 48, 64]),  # at most one evaluation per step
+    ],
+)
+def test_fidelity_evaluates_at_whole_steps_and_every_epoch_end(num_pairs, batch_size, every, steps, pairs):
+    fidelity = Fidelity.of(TrainingConfig(batch_size=batch_size, eval_every_pairs=every), num_pairs)
+    evaluated = [g for g in range(1, 40) if fidelity.is_evaluation(g)][: len(steps)]
+    assert evaluated == steps
+    assert [fidelity.pairs(g) for g in evaluated] == pairs
+    assert [fidelity.evaluation_index(g) for g in evaluated] == list(range(1, len(steps) + 1))
+
+
+def test_freezing_lower_layers_leaves_them_untrained(small_splits, tmp_path):
+    _, kept = train(settings("bi", freeze_layers=1, num_epochs=1), small_splits, tmp_path)
+    trained = STSModel.from_checkpoint(kept).encoder.state_dict()
+    s = settings("bi", freeze_layers=1, num_epochs=1, learning_rate=0.0)
+    _, untouched = train(s, small_splits, tmp_path)
+    start = STSModel.from_checkpoint(untouched).encoder.state_dict()
+    for name, value in trained.items():
+        if name.startswith("pooler."):  # a bi-encoder mean-pools: the pooler never trains
+            continue
+        frozen = name.startswith(("embeddings.", "encoder.layer.0."))
+        assert torch.equal(value, start[name]) == frozen, name

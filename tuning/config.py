@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +99,8 @@ class TrainingConfig:
     seed: int = 42
     """Seed of model initialisation, dropout and data order."""
     loss: str = "mse"
-    """Regression loss: ``mse``, ``l1``, ``smooth_l1``, ``corr_mae``."""
+    """Regression loss: ``mse``, ``l1``, ``smooth_l1``, ``corr_mae``; for ``bi`` models also the
+    ranking losses ``cosent`` and ``angle`` (sentence-transformers' CoSENT and AnglE)."""
     alpha: float = 0.1
     """``corr_mae``: weight of the MAE term, (1 - alpha) goes to 1 - Pearson (0-1)."""
     head: str = "regression"
@@ -115,6 +118,15 @@ class TrainingConfig:
     """``fp32``, or mixed precision ``bf16`` / ``fp16`` (GPU)."""
     logging_steps: int = 10
     """Optimizer steps between training-loss points in TensorBoard."""
+    eval_every_pairs: int | None = None
+    """Evaluate, checkpoint and report every this many training pairs (sub-epoch fidelity):
+    ``round(train size / eval_every_pairs)`` evaluations per epoch, evenly spread over whole
+    optimizer steps, the last at the epoch's end. ``None``: once per epoch."""
+    freeze_embeddings: bool = False
+    """Keep the token embeddings fixed (they barely move in fine-tuning: e5-small-ko's
+    250k-token vocabulary is 96M of its 118M parameters, and a batch touches a few hundred rows)."""
+    freeze_layers: int = 0
+    """Also keep the first N encoder layers fixed (0: none); frozen layers need no gradients."""
 
 
 @dataclass
@@ -129,8 +141,11 @@ class SearchConfig:
     """``tpe`` (Optuna's TPE) or ``random`` (Optuna's random sampler)."""
     scheduler: str = "asha"
     """``asha`` (stop weak trials early) or ``fifo`` (run every trial to the end)."""
-    grace_period: int = 1
-    """ASHA: epochs every trial runs before it can be stopped."""
+    grace_period: float = 1.0
+    """ASHA: epochs every trial trains before it can be stopped; fractions (``0.25``) make
+    sub-epoch rungs when ``training.eval_every_pairs`` reports more often. ASHA counts training
+    pairs seen, so this is ``grace_period x train size`` pairs and rungs follow at
+    ``reduction_factor`` times that."""
     reduction_factor: int = 2
     """ASHA: keep the top 1/reduction_factor of trials at each rung."""
     max_concurrent_trials: int | None = None
@@ -156,6 +171,14 @@ class SearchConfig:
     """``seeds``: repeat the top ``top_k`` configurations of this finished experiment folder."""
     perturbation_interval: int = 1
     """``pbt``: epochs between exploit/explore steps."""
+    start_from_recipe: bool = True
+    """Optuna: the first trial takes the file's fixed values for every searched hyperparameter
+    that lies in its range (the recipe, e.g. KLUE's), so the search starts from a known-good
+    configuration (an enqueued trial, Ray's ``points_to_evaluate``); false: all are sampled."""
+    time_budget: float | None = None
+    """Wall-clock seconds the search may run (Ray Tune's ``time_budget_s``); YAML and
+    ``--time-budget`` also take ``90s``, ``20m``, ``1.5h``. When it ends, running trials stop,
+    keep their best checkpoints, and the winners are scored as usual. ``None``: no budget."""
 
 
 @dataclass
@@ -211,6 +234,7 @@ TOP_LEVEL_KEYS = ("name", "method", "description", "base", "space", "stages", "m
 STAGE_KEYS = ("name", "space", "scheduler", "num_samples")
 # YAML spellings that are not valid Python identifiers.
 ALIASES = {"lambda": "mtl_lambda"}
+YAML_NAMES = {name: key for key, name in ALIASES.items()}
 
 
 def field_names(cls: type) -> list[str]:
@@ -242,38 +266,77 @@ def _build_section(cls: type, raw: Any, where: str, problems: list[str]) -> Any:
         if name not in known:
             problems.append(f"{where}: unknown key {key!r}; accepted keys: {', '.join(known)}.")
         else:
-            kwargs[name] = _coerce(cls, name, _expand(value), where, problems)
+            kwargs[name], problem = coerce(cls, name, _expand(value))
+            if problem:
+                problems.append(f"{where}: {problem}")
     return cls(**kwargs)
 
 
-def _coerce(cls: type, name: str, value: Any, where: str, problems: list[str]) -> Any:
-    """Check a YAML value against the field's type; read numbers YAML left as strings."""
-    kind = {f.name: str(f.type) for f in fields(cls)}[name]
+DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+# Fields given as durations (seconds, or a number with a unit).
+DURATIONS = ("time_budget",)
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``1200``, ``"90s"``, ``"20m"`` or ``"1.5h"``.
+
+    Raises:
+        ValueError: naming the value and the accepted forms.
+    """
+    text = str(value).strip().lower()
+    unit = DURATION_UNITS.get(text[-1:]) if text else None
+    try:
+        seconds = float(text[:-1] if unit else text) * (unit or 1.0)
+    except ValueError:
+        seconds = float("nan")
+    if isinstance(value, bool) or not seconds > 0:
+        raise ValueError(
+            f"a duration must be a positive number of seconds or e.g. 90s, 20m, 1.5h; got {value!r}."
+        )
+    return seconds
+
+
+def field_type(cls: type, name: str) -> str:
+    """The declared type of a config field, e.g. ``"int | None"``."""
+    return {f.name: str(f.type) for f in fields(cls)}[name]
+
+
+def coerce(cls: type, name: str, value: Any) -> tuple[Any, str | None]:
+    """``value`` as the type of field ``name`` of ``cls``, and what is wrong with it (or None).
+
+    Numbers written as strings (``"3"``, ``"1e-5"``) are read as numbers. The problem names the
+    field: ``"batch_size must be a whole number, got 2.5."``; the value returned with a problem is
+    the field's default.
+    """
+    kind = field_type(cls, name)
+    default = getattr(cls(), name)
     if value is None:
-        if "None" not in kind:
-            problems.append(f"{where}: {name} must be set ({kind}), got null.")
-        return getattr(cls(), name)
+        return default, None if "None" in kind else f"{name} must be set ({kind}), got null."
+    if name in DURATIONS:
+        try:
+            return parse_duration(value), None
+        except ValueError as err:
+            return default, f"{name}: {err}"
     expected = kind.split(" | ")[0]
     if expected == "bool" and not isinstance(value, bool):
-        problems.append(f"{where}: {name} must be true or false, got {value!r}.")
-    elif expected in ("int", "float"):
+        return default, f"{name} must be true or false, got {value!r}."
+    if expected in ("int", "float"):
         number = value
         if isinstance(value, str):
             try:
-                number = float(value)  # YAML 1.1 reads ``1e-5`` (no dot) as a string.
+                number = float(value)
             except ValueError:
                 number = None
         if isinstance(number, bool) or not isinstance(number, (int, float)):
-            problems.append(f"{where}: {name} must be a number ({kind}), got {value!r}.")
-        elif expected == "int" and not float(number).is_integer():
-            problems.append(f"{where}: {name} must be a whole number, got {value!r}.")
-        else:
-            return int(number) if expected == "int" else float(number)
-    elif expected == "str" and not isinstance(value, str):
-        problems.append(f"{where}: {name} must be a string, got {value!r}.")
-    elif expected.startswith("dict") and not isinstance(value, dict):
-        problems.append(f"{where}: {name} must be a mapping, got {value!r}.")
-    return value
+            return default, f"{name} must be a number ({kind}), got {value!r}."
+        if expected == "int" and not float(number).is_integer():
+            return default, f"{name} must be a whole number, got {value!r}."
+        return (int(number) if expected == "int" else float(number)), None
+    if expected == "str" and not isinstance(value, str):
+        return default, f"{name} must be a string, got {value!r}."
+    if expected.startswith("dict") and not isinstance(value, dict):
+        return default, f"{name} must be a mapping, got {value!r}."
+    return value, None
 
 
 def parse_experiment(raw: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
@@ -356,22 +419,76 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that also reads YAML 1.2 floats: ``1e-5`` (no dot) is a number.
+
+    (PyYAML implements YAML 1.1, where a float needs a dot, so ``1e-5`` would be the string
+    ``"1e-5"`` — the most common way people write a learning rate.)
+    """
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+FILE_SHAPE = "a YAML mapping of `name:`, `space:`, `training:`, ... (see search_spaces/)"
+
+
+def read_yaml(path: Path) -> Any:
+    """One YAML file, as UTF-8 text, with :class:`YamlLoader`.
+
+    Raises:
+        ConfigError: naming the file when it is missing, not UTF-8 or not valid YAML.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist.") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a folder; name a YAML file.") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
+            "save the file as UTF-8."
+        ) from None
+    try:
+        return yaml.load(text, Loader=YamlLoader)  # a SafeLoader: plain data only
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+
+
 def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A YAML mapping, with its ``base:`` file (relative to it) merged underneath."""
-    if not path.is_file():
+    if not chain and not path.is_file():
         raise ConfigError(
             f"search-space file {str(path)!r} does not exist; pass --space with a YAML file (see search_spaces/)."
         )
     if path.resolve() in chain:
-        raise ConfigError(f"{path}: `base:` files include each other: {' -> '.join(map(str, chain))}.")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    if isinstance(raw, dict) and raw.get("base"):
-        base = _read_yaml(path.parent / str(raw["base"]), (*chain, path.resolve()))
-        base.pop("name", None)
-        raw = _merge(base, {k: v for k, v in raw.items() if k != "base"})
+        loop = " -> ".join(map(str, (*chain, path.resolve())))
+        raise ConfigError(f"{chain[-1]}: `base:` files include each other ({loop}); remove one `base:`.")
+    raw = read_yaml(path)
+    if raw is None:
+        raise ConfigError(f"{path}: the file is empty; a search-space file is {FILE_SHAPE}.")
+    if not isinstance(raw, dict):
+        kind = {"list": "a list", "str": "a string", "int": "a number", "float": "a number"}
+        raise ConfigError(
+            f"{path}: expected {FILE_SHAPE}, got {kind.get(type(raw).__name__, type(raw).__name__)}: {raw!r:.60}."
+        )
+    if "base" in raw:
+        base = raw["base"]
+        if not isinstance(base, str) or not base.strip():
+            raise ConfigError(
+                f"{path}: base: must be one file name, relative to this file "
+                f"(e.g. `base: baseline.yaml`), got {base!r}."
+            )
+        if not (path.parent / base).is_file():
+            raise ConfigError(
+                f"{path}: base: {path.parent / base} does not exist; name a YAML file relative to {path.parent}."
+            )
+        merged = _read_yaml(path.parent / base, (*chain, path.resolve()))
+        merged.pop("name", None)
+        raw = _merge(merged, {k: v for k, v in raw.items() if k != "base"})
     return raw
 
 
@@ -390,78 +507,200 @@ def set_field(config: Any, name: str, value: Any) -> None:
     setattr(config, name, value)
 
 
-def validate(exp: ExperimentConfig) -> None:
-    """Check every value of the config; raise one ConfigError listing all problems."""
-    problems: list[str] = []
-    t, s, m, d = exp.training, exp.search, exp.model, exp.data
+SEED_MAX = 2**32 - 1
+"""Largest seed numpy's RandomState takes (transformers' ``set_seed`` and Optuna's samplers use it)."""
 
-    def need(ok: bool, message: str) -> None:
-        if not ok:
-            problems.append(message)
+# Command-line flags that set a field: messages name them, so the fix is one flag away.
+FLAGS = {
+    "model.name_or_path": "--model",
+    "training.seed": "--seed",
+    "search.seed": "--seed",
+    "search.num_samples": "--num-samples",
+    "search.cpus_per_trial": "--cpus-per-trial",
+    "search.gpus_per_trial": "--gpus-per-trial",
+    "search.max_concurrent_trials": "--max-concurrent-trials",
+    "search.top_k": "--top-k",
+    "search.seeds": "--seeds",
+    "search.time_budget": "--time-budget",
+}
 
-    need(t.learning_rate > 0, f"training.learning_rate must be > 0, got {t.learning_rate}.")
-    need(t.batch_size >= 1, f"training.batch_size must be >= 1, got {t.batch_size}.")
-    need(t.num_epochs >= 1, f"training.num_epochs must be >= 1, got {t.num_epochs}.")
-    need(t.weight_decay >= 0, f"training.weight_decay must be >= 0, got {t.weight_decay}.")
-    need(0 <= t.warmup_ratio < 1, f"training.warmup_ratio must be in [0, 1), got {t.warmup_ratio}.")
-    need(0 <= t.alpha <= 1, f"training.alpha must be in [0, 1], got {t.alpha}.")
-    need(t.mtl_lambda >= 0, f"training.lambda must be >= 0, got {t.mtl_lambda}.")
-    need(t.head in HEADS, f"training.head must be one of {list(HEADS)}, got {t.head!r}.")
-    need(
-        t.precision in PRECISIONS,
-        f"training.precision must be one of {list(PRECISIONS)}, got {t.precision!r}.",
-    )
-    need(
-        m.architecture in ARCHITECTURES,
-        f"model.architecture must be one of {list(ARCHITECTURES)}, got {m.architecture!r}.",
-    )
-    need(m.max_length >= 8, f"model.max_length must be >= 8, got {m.max_length}.")
-    need(
-        m.num_hidden_layers is None or m.num_hidden_layers >= 1,
-        f"model.num_hidden_layers must be >= 1 or null, got {m.num_hidden_layers}.",
-    )
-    need(s.num_samples >= 1, f"search.num_samples must be >= 1, got {s.num_samples}.")
-    need(s.searcher in SEARCHERS, f"search.searcher must be one of {list(SEARCHERS)}, got {s.searcher!r}.")
-    need(
-        s.scheduler in SCHEDULERS, f"search.scheduler must be one of {list(SCHEDULERS)}, got {s.scheduler!r}."
-    )
-    need(s.grace_period >= 1, f"search.grace_period must be >= 1, got {s.grace_period}.")
-    need(s.reduction_factor >= 2, f"search.reduction_factor must be >= 2, got {s.reduction_factor}.")
-    need(
-        s.cpus_per_trial > 0, f"search.cpus_per_trial (--cpus-per-trial) must be > 0, got {s.cpus_per_trial}."
-    )
-    need(
-        s.gpus_per_trial >= 0,
-        f"search.gpus_per_trial (--gpus-per-trial) must be >= 0, got {s.gpus_per_trial}.",
-    )
-    need(
-        s.gpus_per_trial <= 1 or float(s.gpus_per_trial).is_integer(),
-        f"search.gpus_per_trial above 1 must be a whole number, got {s.gpus_per_trial}.",
-    )
-    need(s.top_k >= 1, f"search.top_k must be >= 1, got {s.top_k}.")
-    need(s.max_failures >= 0, f"search.max_failures must be >= 0, got {s.max_failures}.")
-    need(
-        0 < d.validation_fraction < 1,
-        f"data.validation_fraction must be in (0, 1), got {d.validation_fraction}.",
-    )
-    need(
-        bool(NAME_PATTERN.fullmatch(exp.name)),
-        f"name must be letters, digits, '.', '_' or '-', got {exp.name!r}.",
-    )
+Rule = tuple[Callable[[Any], bool], str]
+"""A field's rule: a test of one value, and what it accepts (``"> 0"``) for the message."""
+
+
+def _at_least(low: float) -> Rule:
+    return (lambda v: v >= low, f">= {low}")
+
+
+def _above(low: float, unit: str = "") -> Rule:
+    return (lambda v: v > low, f"> {low}{unit}")
+
+
+def _within(low: float, high: float, brackets: str = "[]") -> Rule:
+    def test(v: Any) -> bool:
+        return (low < v if brackets[0] == "(" else low <= v) and (
+            v < high if brackets[1] == ")" else v <= high
+        )
+
+    return (test, f"in {brackets[0]}{low}, {high}{brackets[1]}")
+
+
+def _one_of(names: list[str] | tuple[str, ...]) -> Rule:
+    return (lambda v: v in names, f"one of {list(names)}")
+
+
+def _or_null(rule: Rule) -> Rule:
+    return (lambda v: v is None or rule[0](v), f"{rule[1]} or null")
+
+
+def looks_like_path(name: str) -> bool:
+    """Whether a model name can only be a local path: it starts with ``/``, ``.`` or ``~``, or has
+    more than one ``/`` (a Hub id is ``name`` or ``org/name``)."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def _model_found(name: str) -> bool:
+    return not looks_like_path(name) or Path(name).expanduser().exists()
+
+
+@cache
+def field_rules() -> dict[str, Rule]:
+    """The rule of every checked field, ``section.field`` -> rule.
+
+    :func:`validate` applies them to a config's values and ``tuning.spaces`` to every value a
+    searched domain can take, so a sampled value obeys the same rules as a fixed one.
+    """
     # Names checked against registries that live beside their implementations.
     from tuning.losses import LOSSES
     from tuning.metrics import METRICS
     from tuning.schedules import SCHEDULES
 
-    need(t.loss in LOSSES, f"training.loss must be one of {sorted(LOSSES)}, got {t.loss!r}.")
-    need(
-        t.lr_schedule in SCHEDULES,
-        f"training.lr_schedule must be one of {sorted(SCHEDULES)}, got {t.lr_schedule!r}.",
-    )
-    need(s.metric in METRICS, f"search.metric must be one of {sorted(METRICS)}, got {s.metric!r}.")
+    seed = _within(0, SEED_MAX)
+    return {
+        "data.train_size": _or_null(_at_least(1)),
+        "data.validation_size": _or_null(_at_least(1)),
+        "data.validation_fraction": _within(0, 1, "()"),
+        "data.split_seed": seed,
+        "model.name_or_path": (
+            _model_found,
+            "a Hub id (`org/name`), a local folder that exists, or 'builtin:tiny'",
+        ),
+        "model.architecture": _one_of(ARCHITECTURES),
+        "model.num_hidden_layers": _or_null(_at_least(1)),
+        "model.max_length": _at_least(8),
+        "training.learning_rate": _above(0),
+        "training.batch_size": _at_least(1),
+        "training.num_epochs": _at_least(1),
+        "training.weight_decay": _at_least(0),
+        "training.warmup_ratio": _within(0, 1, "[)"),
+        "training.lr_schedule": _one_of(sorted(SCHEDULES)),
+        "training.step_epochs": _at_least(1),
+        "training.step_gamma": _within(0, 1, "(]"),
+        "training.seed": seed,
+        "training.loss": _one_of(sorted(LOSSES)),
+        "training.alpha": _within(0, 1),
+        "training.head": _one_of(HEADS),
+        "training.mtl_lambda": _at_least(0),
+        "training.eval_batch_size": _at_least(1),
+        "training.precision": _one_of(PRECISIONS),
+        "training.logging_steps": _at_least(1),
+        "training.eval_every_pairs": _or_null(_at_least(1)),
+        "training.freeze_layers": _at_least(0),
+        "search.metric": _one_of(sorted(METRICS)),
+        "search.num_samples": _at_least(1),
+        "search.searcher": _one_of(SEARCHERS),
+        "search.scheduler": _one_of(SCHEDULERS),
+        "search.grace_period": _above(0, " (epochs)"),
+        "search.reduction_factor": _at_least(2),
+        "search.max_concurrent_trials": _or_null(_at_least(1)),
+        "search.cpus_per_trial": _above(0),
+        "search.gpus_per_trial": (
+            lambda v: 0 <= v <= 1 or (v > 1 and float(v).is_integer()),
+            "a fraction in [0, 1] or a whole number",
+        ),
+        "search.max_failures": _at_least(0),
+        "search.top_k": _at_least(1),
+        "search.seed": seed,
+        "search.startup_trials": _or_null(_at_least(0)),
+        "search.seeds": _at_least(1),
+        "search.perturbation_interval": _at_least(1),
+        "search.time_budget": _or_null(_above(0, " seconds")),
+    }
+
+
+def field_label(key: str) -> str:
+    """How messages name a field: ``training.lambda``, ``search.top_k (--top-k)``."""
+    section, _, name = key.partition(".")
+    label = f"{section}.{YAML_NAMES.get(name, name)}"
+    return f"{label} ({FLAGS[key]})" if key in FLAGS else label
+
+
+def field_problem(key: str, value: Any, shown: str | None = None) -> str | None:
+    """What is wrong with ``value`` for field ``key`` (``section.field``) by its rule, or None.
+
+    Args:
+        key: ``"training.learning_rate"``; a field without a rule accepts anything.
+        value: a value of the field's type.
+        shown: how the message shows the value (default ``repr(value)``), e.g. ``"low=-0.1"``.
+
+    Returns:
+        The text after the field's name: ``"must be > 0, got -0.1."``.
+    """
+    rule = field_rules().get(key)
+    if rule is None:
+        return None
+    test, accepted = rule
+    try:
+        ok = bool(test(value))
+    except TypeError:  # a value of the wrong type; its type is reported where it was read
+        ok = False
+    return None if ok else f"must be {accepted}, got {shown or repr(value)}."
+
+
+def validate(exp: ExperimentConfig) -> None:
+    """Check every value of the config by :func:`field_rules`; raise one ConfigError listing all problems."""
+    problems: list[str] = []
+    for section in SECTIONS:
+        config = getattr(exp, section)
+        for name in field_names(type(config)):
+            key = f"{section}.{name}"
+            problem = field_problem(key, getattr(config, name))
+            if problem:
+                problems.append(f"{field_label(key)} {problem}")
+    if not NAME_PATTERN.fullmatch(exp.name):
+        problems.append(f"name must be letters, digits, '.', '_' or '-', got {exp.name!r}.")
+    from tuning.losses import EMBEDDING_LOSSES
+
+    if exp.training.loss in EMBEDDING_LOSSES and exp.model.architecture != "bi":
+        problems.append(
+            f"training.loss {exp.training.loss!r} ranks a bi-encoder's two embeddings: use it with "
+            f"model.architecture bi, not {exp.model.architecture!r}."
+        )
     if problems:
         where = f" in {exp.source_file}" if exp.source_file else ""
         raise ConfigError(f"{len(problems)} problem(s){where}:\n- " + "\n- ".join(problems))
+
+
+def resource_problems(search: SearchConfig, cpus: int, gpus: int) -> list[str]:
+    """Per-trial requests larger than the machine Ray starts on (Ray would wait for them forever).
+
+    Args:
+        search: the requests, ``cpus_per_trial`` and ``gpus_per_trial``.
+        cpus: CPU cores of the machine; gpus: its CUDA GPUs.
+    """
+    problems = []
+    if search.cpus_per_trial > cpus:
+        problems.append(
+            f"{field_label('search.cpus_per_trial')} asks for {search.cpus_per_trial:g} CPUs per trial, "
+            f"but this machine has {cpus}; pass --cpus-per-trial {cpus} or less."
+        )
+    if search.gpus_per_trial > gpus:
+        fix = f"--gpus-per-trial {gpus} or less" if gpus else "--gpus-per-trial 0 to train on the CPU"
+        problems.append(
+            f"{field_label('search.gpus_per_trial')} asks for {search.gpus_per_trial:g} GPU(s) per trial, "
+            f"but this machine has {gpus or 'none'} (CUDA GPUs torch sees); pass {fix}."
+        )
+    return problems
 
 
 HEADS = ("regression", "multitask")
@@ -481,6 +720,7 @@ def apply_overrides(exp: ExperimentConfig, overrides: dict[str, Any]) -> None:
     for key, value in overrides.items():
         section, _, name = key.rpartition(".")
         set_field(getattr(exp, section) if section else exp, name, value)
+    exp.overrides = {**exp.overrides, **overrides}
 
 
 # Keys a smoke test never searches: they would make a tiny run slow or meaningless.
@@ -490,18 +730,24 @@ SMOKE_UNSEARCHED = ("num_epochs", "num_hidden_layers", "name_or_path", "max_leng
 def make_smoke(exp: ExperimentConfig) -> None:
     """Shrink an experiment to a test-size run that keeps its shape (methods, stages, spaces).
 
-    A 2-layer model built in code, 64 training / 32 validation pairs, 2 epochs, 2 samples and
-    at most 2 values per grid or choice, 2 seeds.
+    A 2-layer model built in code, 64 training / 32 validation pairs, 2 epochs in fp32, 2 samples and
+    at most 2 values per grid or choice, 2 seeds; values in ``exp.overrides`` (the flags) are
+    applied again on top.
     """
     exp.smoke_test = True
     exp.model.name_or_path, exp.model.num_hidden_layers, exp.model.max_length = "builtin:tiny", None, 64
     exp.data.train_size, exp.data.validation_size = 64, 32
     exp.training.num_epochs, exp.training.batch_size, exp.training.logging_steps = 2, 16, 2
+    # A tiny model's small weight changes vanish in bf16 outputs: every trial would score the same.
+    exp.training.precision = "fp32"
+    exp.training.freeze_embeddings = False  # a tiny model's embeddings are random: they must learn
     exp.search.num_samples, exp.search.seeds, exp.search.top_k = 2, 2, min(exp.search.top_k, 2)
     exp.space = _smoke_space(exp.space)
     for stage in exp.stages:
         stage["space"] = _smoke_space(stage.get("space") or {})
         stage.pop("num_samples", None)
+    # A flag the user gave (--num-samples, --model, --top-k, ...) still wins over the smoke sizes.
+    apply_overrides(exp, exp.overrides)
 
 
 def _smoke_space(space: dict[str, Any]) -> dict[str, Any]:

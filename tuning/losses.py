@@ -8,6 +8,11 @@ standard deviation; the trial decides) that returns a scalar tensor. A head with
 
 Losses are built by name from :data:`LOSSES` with :func:`make_loss`, which checks the parameters
 once so that a bad search-space value fails before training starts.
+
+The field's ranking losses for bi-encoders, CoSENT and AnglE, are sentence-transformers' own
+(``CoSENTLoss``, ``AnglELoss``, their ``compute_loss_from_embeddings``): they take the two
+sentences' embeddings ``(u, v)`` instead of predictions (:data:`EMBEDDING_LOSSES`), and use the
+targets only through their order.
 """
 
 from __future__ import annotations
@@ -194,14 +199,55 @@ def _make_bce() -> LossFn:
     return bce_with_logits_loss
 
 
+class PairEmbeddingLoss:
+    """A sentence-transformers pair loss on a bi-encoder's embeddings: ``loss((u, v), targets)``.
+
+    ``u`` and ``v`` are ``[B, H]``; ``targets`` ``[B]`` (any scale: only their order counts). A
+    batch without two different targets has no ranked pair and gives 0.
+    """
+
+    def __init__(self, loss_class: type, scale: float) -> None:
+        self.loss = loss_class(model=None, scale=scale)  # the model is used only by forward()
+
+    def __call__(self, embeddings: tuple[Tensor, Tensor], targets: Tensor) -> Tensor:
+        u, v = embeddings
+        _check_shapes(u[:, 0], targets)
+        return self.loss.compute_loss_from_embeddings([u, v], targets)
+
+
+def _check_scale(name: str, scale: float) -> float:
+    if not (_is_real(scale) and scale > 0):
+        raise ValueError(f"{name}'s `scale` must be a finite number > 0, but got scale={scale!r}.")
+    return float(scale)
+
+
+def _make_cosent(scale: float = 20.0) -> PairEmbeddingLoss:
+    """sentence-transformers' ``CoSENTLoss`` (cosine similarity; ``scale`` 20 as there)."""
+    from sentence_transformers.sentence_transformer.losses import CoSENTLoss
+
+    return PairEmbeddingLoss(CoSENTLoss, _check_scale("cosent", scale))
+
+
+def _make_angle(scale: float = 20.0) -> PairEmbeddingLoss:
+    """sentence-transformers' ``AnglELoss`` (CoSENT on the angle difference in complex space)."""
+    from sentence_transformers.sentence_transformer.losses import AnglELoss
+
+    return PairEmbeddingLoss(AnglELoss, _check_scale("angle", scale))
+
+
 LOSSES: dict[str, Callable[..., LossFn]] = {
     "mse": _make_mse,
     "l1": _make_l1,
     "smooth_l1": _make_smooth_l1,
     "corr_mae": _make_corr_mae,
     "bce": _make_bce,
+    "cosent": _make_cosent,
+    "angle": _make_angle,
 }
-"""Loss name -> factory of the loss's keyword parameters, returning ``loss(pred, target)``."""
+"""Loss name -> factory of the loss's keyword parameters, returning ``loss(pred, target)``
+(``loss((u, v), target)`` for the names in :data:`EMBEDDING_LOSSES`)."""
+EMBEDDING_LOSSES = ("cosent", "angle")
+"""Losses on a bi-encoder's two embeddings rather than on its predicted scores."""
 
 
 def make_loss(name: str, **params: object) -> LossFn:

@@ -1,4 +1,9 @@
-"""One trial: fine-tune a model with the HF Trainer and report validation metrics every epoch.
+"""One trial: fine-tune a model with the HF Trainer and report validation metrics every evaluation.
+
+A trial evaluates, checkpoints and reports once per epoch, or every ``eval_every_pairs``
+training pairs (sub-epoch fidelity). Each report carries ``pairs`` (training pairs seen so far),
+the unit ASHA's rungs are counted in, and ``epoch`` (``pairs`` / train size, fractional between
+epoch ends).
 
 ``train_trial(config)`` is the function Ray Tune runs; it depends on Tune only through
 ``report`` and ``get_checkpoint``. :func:`run_training` is the same run without Tune (benchmarks,
@@ -9,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,7 +30,7 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 from transformers.utils import logging as hf_logging
 
 from tuning.config import DataConfig, ModelConfig, TrainingConfig, field_names
-from tuning.losses import make_loss
+from tuning.losses import EMBEDDING_LOSSES, make_loss
 from tuning.metrics import compute_all
 from tuning.model import PairCollator, STSModel, build_model, encode, load_tokenizer
 from tuning.schedules import make_schedule
@@ -93,7 +99,8 @@ class STSTrainer(Trainer):
         out = model(**inputs)
         sts: STSModel = self.accelerator.unwrap_model(model)
         target = (inputs["labels"] - sts.target_shift) / sts.target_scale
-        loss = self.score_loss(out["raw"], target)
+        on_embeddings = self.training.loss in EMBEDDING_LOSSES  # CoSENT, AnglE: bi-encoders only
+        loss = self.score_loss(out["embeddings"] if on_embeddings else out["raw"], target)
         if "binary_logits" in out:
             loss = loss + self.training.mtl_lambda * self.binary_loss(
                 out["binary_logits"], inputs["binary_labels"]
@@ -124,13 +131,70 @@ def compute_metrics(eval_pred: Any) -> dict[str, float]:
     return compute_all(np.asarray(eval_pred.predictions).reshape(-1), np.asarray(labels).reshape(-1))
 
 
-class EpochReporter(TrainerCallback):
-    """After each epoch's evaluation and checkpoint: report metrics and the checkpoint folder."""
+@dataclass(frozen=True)
+class Fidelity:
+    """When a trial evaluates: ``per_epoch`` evaluations evenly spread over each epoch's steps.
 
-    def __init__(self, report: Report, model: STSModel, started: float) -> None:
+    Steps per epoch are ``ceil(num_pairs / batch_size)`` (the last batch may be short), so the
+    pairs seen after global step ``g`` are ``full epochs x num_pairs + min(rest x batch_size,
+    num_pairs)`` exactly.
+    """
+
+    num_pairs: int
+    batch_size: int
+    per_epoch: int = 1
+
+    @classmethod
+    def of(cls, training: TrainingConfig, num_pairs: int) -> Fidelity:
+        steps = math.ceil(num_pairs / training.batch_size)
+        every = training.eval_every_pairs
+        per_epoch = 1 if every is None else max(1, min(steps, round(num_pairs / every)))
+        return cls(num_pairs, training.batch_size, per_epoch)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.num_pairs / self.batch_size)
+
+    def is_evaluation(self, global_step: int) -> bool:
+        """Whether the trial evaluates after this optimizer step (always at an epoch's end)."""
+        rest = global_step % self.steps_per_epoch
+        if rest == 0:
+            return global_step > 0
+        return any(round(j * self.steps_per_epoch / self.per_epoch) == rest for j in range(1, self.per_epoch))
+
+    def pairs(self, global_step: int) -> int:
+        """Training pairs seen after ``global_step`` optimizer steps."""
+        epoch, rest = divmod(global_step, self.steps_per_epoch)
+        return epoch * self.num_pairs + min(rest * self.batch_size, self.num_pairs)
+
+    def evaluation_index(self, global_step: int) -> int:
+        """1, 2, ... for a trial's successive evaluations (the epoch when once per epoch)."""
+        epoch, rest = divmod(global_step, self.steps_per_epoch)
+        within = sum(
+            round(j * self.steps_per_epoch / self.per_epoch) <= rest for j in range(1, self.per_epoch + 1)
+        )
+        return epoch * self.per_epoch + within
+
+
+class EvaluationSchedule(TrainerCallback):
+    """Asks the Trainer to evaluate and checkpoint at the :class:`Fidelity`'s steps."""
+
+    def __init__(self, fidelity: Fidelity) -> None:
+        self.fidelity = fidelity
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.fidelity.is_evaluation(state.global_step):
+            control.should_evaluate = control.should_save = True
+
+
+class EpochReporter(TrainerCallback):
+    """After each evaluation and checkpoint: report metrics and the checkpoint folder."""
+
+    def __init__(self, report: Report, model: STSModel, started: float, fidelity: Fidelity) -> None:
         self.report = report
         self.model = model
         self.started = started
+        self.fidelity = fidelity
         self.metrics: dict[str, Any] = {}
         self.train_loss: list[float] = []
 
@@ -152,9 +216,11 @@ class EpochReporter(TrainerCallback):
         last_lr = next(
             (h["learning_rate"] for h in reversed(state.log_history) if "learning_rate" in h), None
         )
+        pairs = self.fidelity.pairs(state.global_step)
         result = {
             **self.metrics,
-            "epoch": round(state.epoch),
+            "epoch": round(pairs / self.fidelity.num_pairs, 4),
+            "pairs": pairs,  # ASHA's time attribute: rungs are counted in training pairs
             "step": state.global_step,
             "train_loss": float(np.mean(self.train_loss)) if self.train_loss else float("nan"),
             "learning_rate": last_lr,
@@ -230,11 +296,14 @@ class TensorBoardWriter(TrainerCallback):
     run's own file writer (``SummaryWriter.add_hparams`` would open a timestamped sub-run).
     """
 
-    def __init__(self, log_dir: str, settings: TrialSettings | None = None) -> None:
+    def __init__(
+        self, log_dir: str, settings: TrialSettings | None = None, fidelity: Fidelity | None = None
+    ) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=log_dir)
         self.settings = settings
+        self.fidelity = fidelity
         self.best: dict[str, float] = {}
         self.session_end: Any = None
 
@@ -268,7 +337,8 @@ class TensorBoardWriter(TrainerCallback):
     def on_evaluate(
         self, args: Any, state: Any, control: Any, metrics: dict | None = None, **kwargs: Any
     ) -> None:
-        epoch = round(state.epoch)
+        # x axis: the evaluation's index (the epoch when a trial evaluates once per epoch).
+        epoch = self.fidelity.evaluation_index(state.global_step) if self.fidelity else round(state.epoch)
         for key, value in (metrics or {}).items():
             name = key.removeprefix("eval_")
             if name in REPORTED:
@@ -286,7 +356,8 @@ class TensorBoardWriter(TrainerCallback):
 
 
 def training_arguments(settings: TrialSettings, output_dir: str) -> TrainingArguments:
-    """Trainer arguments for one trial: evaluate and checkpoint every epoch, keep one checkpoint."""
+    """Trainer arguments for one trial: keep one checkpoint; :class:`EvaluationSchedule` says when
+    to evaluate and checkpoint."""
     t = settings.training
     cuda = torch.cuda.is_available()
     return TrainingArguments(
@@ -299,8 +370,8 @@ def training_arguments(settings: TrialSettings, output_dir: str) -> TrainingArgu
         warmup_steps=t.warmup_ratio,
         seed=t.seed,
         data_seed=t.seed,
-        eval_strategy="epoch",
-        save_strategy="epoch",
+        eval_strategy="no",  # EvaluationSchedule asks for evaluations and checkpoints
+        save_strategy="no",
         save_total_limit=1,
         logging_strategy="steps",
         logging_steps=t.logging_steps,
@@ -317,6 +388,24 @@ def training_arguments(settings: TrialSettings, output_dir: str) -> TrainingArgu
     )
 
 
+def freeze_lower_layers(model: torch.nn.Module, embeddings: bool, layers: int) -> None:
+    """Freeze the encoder's embeddings (``embeddings`` or ``layers`` > 0) and its first ``layers``
+    layers; a no-op when neither is asked for.
+
+    Raises:
+        ValueError: if the encoder has fewer layers than asked to freeze.
+    """
+    if not embeddings and layers <= 0:
+        return
+    total = model.config.num_hidden_layers
+    if layers > total:
+        raise ValueError(f"training.freeze_layers={layers}, but the encoder has only {total} layers.")
+    frozen = ("embeddings.", *(f"encoder.layer.{i}." for i in range(layers)))
+    for name, param in model.named_parameters():
+        if any(f".{prefix}" in f".{name}" for prefix in frozen):
+            param.requires_grad_(False)
+
+
 def run_training(
     settings: TrialSettings,
     splits: DatasetDict,
@@ -331,7 +420,7 @@ def run_training(
         settings: the trial's data, model and training settings.
         splits: at least ``train`` and ``validation`` (canonical columns).
         output_dir: where the Trainer writes its checkpoints.
-        report: called after every epoch with the metrics and the epoch's checkpoint folder.
+        report: called after every evaluation with the metrics and its checkpoint folder.
         resume_from: a checkpoint folder to continue from (model, optimizer, schedule, RNG, epoch).
         pad_to: pad every batch to this many tokens instead of its longest input (benchmarks of
             fixed padding; keep it >= ``max_length``, longer inputs are cut). ``None``: per batch.
@@ -352,12 +441,15 @@ def run_training(
     # 3. Model with its target scale, then the Trainer.
     scale, shift = target_transform(settings, np.asarray(train["label"]))
     model = build_model(settings.model, tokenizer, settings.training.head, scale, shift)
+    freeze_lower_layers(model, settings.training.freeze_embeddings, settings.training.freeze_layers)
+    fidelity = Fidelity.of(settings.training, len(train))
     callbacks: list[TrainerCallback] = [
-        EpochReporter(report, model, started),
+        EvaluationSchedule(fidelity),
+        EpochReporter(report, model, started, fidelity),
         ApplyHyperparameters(settings.training),
     ]
     if settings.tensorboard_dir:
-        callbacks.append(TensorBoardWriter(settings.tensorboard_dir, settings))
+        callbacks.append(TensorBoardWriter(settings.tensorboard_dir, settings, fidelity))
     trainer = STSTrainer(
         model=model,
         args=training_arguments(settings, output_dir),
@@ -372,6 +464,32 @@ def run_training(
     trainer.remove_callback(PrinterCallback)  # progress is Tune's to print, once per epoch
     # 4. Train; a resumed trial continues after its last completed epoch.
     trainer.train(resume_from_checkpoint=resume_from)
+
+
+# The Trainer's output folders (an epoch's checkpoint before Tune copies it to storage), one
+# parent per machine. A trial removes its own when it ends, fails or is stopped; one left by a
+# killed process is removed by the next trial on that machine.
+SCRATCH = Path(tempfile.gettempdir(), "klue-tune-trials")
+
+
+def scratch_dir() -> tempfile.TemporaryDirectory:
+    """A trial's scratch folder ``SCRATCH/trial-<pid>-*``, after pruning those of dead processes."""
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    for folder in SCRATCH.glob("trial-*-*"):
+        pid = folder.name.split("-")[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+    return tempfile.TemporaryDirectory(prefix=f"trial-{os.getpid()}-", dir=SCRATCH)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def train_trial(config: dict[str, Any], data: DatasetDict | None = None) -> None:
@@ -397,7 +515,7 @@ def train_trial(config: dict[str, Any], data: DatasetDict | None = None) -> None
         checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         tune.report(metrics, checkpoint=checkpoint)
 
-    with tempfile.TemporaryDirectory(prefix="trial-") as output_dir:
+    with scratch_dir() as output_dir:
         checkpoint = tune.get_checkpoint()
         if checkpoint is None:
             run_training(settings, data, output_dir, report)

@@ -10,7 +10,7 @@ from typing import Any
 from datasets import DatasetDict
 from transformers import AutoTokenizer
 
-from reports.records import TEST_SCORES_FILE, ExperimentRecord, TrialRecord
+from reports.records import TEST_SCORES_FILE, ExperimentRecord, TrialRecord, epoch_number
 from tuning.metrics import compute_all
 from tuning.model import STSModel, predict
 from tuning.trial import TrialSettings
@@ -51,7 +51,7 @@ def score_trial(trial: TrialRecord, splits: DatasetDict, metric: str, mode: str)
         "trial_id": trial.trial_id,
         "stage": trial.stage,
         "params": trial.params,
-        "best_epoch": int(best["epoch"]),
+        "best_epoch": epoch_number(best["epoch"]),
         "validation": {k: best[k] for k in ("pearson", "f1", "spearman", "mse") if k in best},
         "checkpoint": checkpoint,
         "test": test,
@@ -84,20 +84,29 @@ def score_winners(
 
 
 def export_best(winner: dict[str, Any], experiment_dir: str | Path) -> Path:
-    """Save the winner as ``<experiment>/best_model`` (model + tokenizer + ``best.json``).
+    """Save the winner as ``<experiment>/best_model``: model, tokenizer, ``best.json`` and a
+    model card (``README.md``).
 
-    The folder loads with ``STSModel.from_pretrained`` (0-5 scores) and, for ``cross``, with
-    ``AutoModelForSequenceClassification.from_pretrained`` too.
+    The folder loads with ``STSModel.from_pretrained`` (0-5 scores, what ``serve`` uses), with
+    ``SentenceTransformer`` (``bi``: 5 x cosine) or ``CrossEncoder`` (``cross``: 0-5), and, for
+    ``cross``, with ``AutoModelForSequenceClassification.from_pretrained`` too.
     """
+    from transformers.utils import logging as hf_logging
+
+    from reports.records import EXPERIMENT_FILE, read_experiment
+    from tuning.model_card import model_card
+
+    hf_logging.disable_progress_bar()  # sentence-transformers reloads the weights: no bar in the log
     out = Path(experiment_dir, BEST_MODEL_DIR)
     if out.exists():
         shutil.rmtree(out)
     model, tokenizer = load_checkpoint(winner["checkpoint"])
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
     settings = json.loads(Path(winner["checkpoint"]).parent.joinpath("params.json").read_text())
+    model.save_pretrained(out, tokenizer, TrialSettings.from_dict(settings).model.max_length)
     info = {**winner, "config": settings}
     (out / "best.json").write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
+    experiment = read_experiment(experiment_dir) if Path(experiment_dir, EXPERIMENT_FILE).is_file() else None
+    (out / "README.md").write_text(model_card(info, experiment), encoding="utf-8")
     return out
 
 
@@ -112,7 +121,8 @@ def prune_checkpoints(
     """Delete the checkpoints that can no longer matter once a search has ended.
 
     A trial the scheduler stopped early that is not a winner loses all of them; a finished trial
-    keeps only its best epoch's (for ``seeds --from`` and later scoring), losing the extra ones a
+    (or one the time budget stopped) keeps only its best epoch's (for ``seeds --from`` and later
+    scoring), losing the extra ones a
     stage kept while it ran (PBT). Unfinished and failed trials keep everything: ``--resume``
     continues them from their latest checkpoint. Returns the bytes freed.
     """
@@ -121,7 +131,7 @@ def prune_checkpoints(
     for trial in record.trials:
         if trial.status == "stopped" and (trial.stage, trial.trial_id) not in keep:
             kept = None
-        elif trial.status == "finished" and (best := trial.checkpoint(metric, mode)):
+        elif trial.status in ("finished", "budget") and (best := trial.checkpoint(metric, mode)):
             kept = Path(best)
         else:  # unfinished, failed, a winner stopped early, or no epoch to tell which is best
             continue
@@ -134,7 +144,8 @@ def prune_checkpoints(
 
 
 def untuned_start(settings: TrialSettings, splits: DatasetDict) -> dict[str, Any]:
-    """Validation metrics of the pretrained model before any fine-tuning (the search's floor).
+    """Metrics of the pretrained model before any fine-tuning (the search's floor) on the
+    validation split and every test split, the same splits the winners are scored on.
 
     For ``bi`` that is the zero-shot cosine of mean-pooled embeddings; for ``cross`` the new
     head is untrained (random), so its score says only that fine-tuning is needed.
@@ -147,8 +158,11 @@ def untuned_start(settings: TrialSettings, splits: DatasetDict) -> dict[str, Any
     )
     scale = 5.0 if settings.model.architecture == "bi" else 1.0
     model = build_model(settings.model, tokenizer, "regression", scale, 0.0)
-    pairs = list(zip(validation["sentence1"], validation["sentence2"]))
-    scores = predict(model, tokenizer, pairs, settings.model.max_length)
+
+    def score(split: Any) -> dict[str, float]:
+        pairs = list(zip(split["sentence1"], split["sentence2"]))
+        return compute_all(predict(model, tokenizer, pairs, settings.model.max_length), split["label"])
+
     what = (
         "zero-shot cosine of the pretrained encoder"
         if settings.model.architecture == "bi"
@@ -156,5 +170,6 @@ def untuned_start(settings: TrialSettings, splits: DatasetDict) -> dict[str, Any
     )
     return {
         "what": f"{what}, {settings.model.num_hidden_layers or 'all'} layers",
-        "validation": compute_all(scores, validation["label"]),
+        "validation": score(validation),
+        "test": {name: score(splits[name]) for name in test_splits(splits)},
     }

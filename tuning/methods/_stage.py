@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -16,10 +18,12 @@ from typing import Any
 
 from ray.tune import Callback
 from ray.tune.search.sample import Domain
+from ray.tune.stopper import TimeoutStopper
 
 from reports.rank import rank, to_rows
-from reports.records import STAGE_FILE, TRIALS_FILE, read_trial
+from reports.records import BUDGET_FILE, STAGE_FILE, TRIALS_FILE, read_trial
 from tuning.config import ExperimentConfig
+from tuning.methods._progress import Progress
 from tuning.metrics import MODES
 from tuning.spaces import grid_size, has_grid, to_tune
 
@@ -37,10 +41,18 @@ def fixed_config(exp: ExperimentConfig) -> dict[str, Any]:
 
 
 def write_json(path: Path, payload: Any) -> None:
-    """Write JSON atomically (a crash mid-write never leaves half a file)."""
+    """Write JSON atomically: a crash or a full disk mid-write leaves the old file whole.
+
+    Raises:
+        OSError: the write failed (no space, read-only storage); no ``.tmp`` file is left behind.
+    """
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:  # also KeyboardInterrupt: a second Ctrl-C mid-write
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_stage(exp: ExperimentConfig, stage: str) -> dict[str, Any]:
@@ -55,18 +67,40 @@ def trial_data(splits: Any) -> Any:
     return DatasetDict({k: splits[k] for k in ("train", "validation")})
 
 
-def optuna_searcher(exp: ExperimentConfig) -> Any:
-    """Optuna's TPE or random sampler, seeded, as a Tune searcher."""
+def recipe_point(base: dict[str, Any], searched: dict[str, Any]) -> dict[str, Any] | None:
+    """The fixed config's value of every searched hyperparameter, if each lies in its domain."""
+    from ray.tune.search.sample import Categorical, Float, Integer
+
+    point = {}
+    for key, domain in searched.items():
+        value = base.get(key)
+        if isinstance(domain, Categorical):
+            inside = value in domain.categories
+        elif isinstance(domain, (Float, Integer)):
+            inside = isinstance(value, (int, float)) and domain.lower <= value <= domain.upper
+        else:
+            inside = False
+        if not inside:
+            return None
+        point[key] = value
+    return point
+
+
+def optuna_searcher(exp: ExperimentConfig, stage: str, start: dict[str, Any] | None = None) -> Any:
+    """Optuna's TPE or random sampler, seeded, as a Tune searcher; its study, named ``stage``, is
+    kept in ``<experiment>/optuna.journal`` (``optuna-dashboard`` reads it, ``--resume`` goes on in it)."""
     import optuna
     from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
+
+    from tuning.methods._study import STUDY_FILE, stored_searcher
 
     samplers = {
         "tpe": lambda: optuna.samplers.TPESampler(seed=exp.search.seed, n_startup_trials=startup_trials(exp)),
         "random": lambda: optuna.samplers.RandomSampler(seed=exp.search.seed),
     }
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    searcher = OptunaSearch(sampler=samplers[exp.search.searcher]())
+    study_file = Path(exp.experiment_dir, STUDY_FILE).resolve()
+    searcher = stored_searcher(samplers[exp.search.searcher](), study_file, stage, [start] if start else None)
     # Without a limiter Tune keeps one trial pending at a time for a searcher, so trials start one
     # after another. Allowing as many as fit now keeps every slot busy while TPE still suggests
     # each new configuration only when a slot frees, i.e. after seeing the results so far.
@@ -96,18 +130,53 @@ def default_startup_trials(num_samples: int) -> int:
     return min(10, max(2, num_samples // 3))
 
 
-def scheduler_for(exp: ExperimentConfig, kind: str, num_epochs: int) -> Any:
-    """``asha`` (early stopping on the search metric per epoch) or ``fifo`` (every trial to the end)."""
+def asha_rungs(exp: ExperimentConfig, num_epochs: int, num_pairs: int) -> dict[str, Any]:
+    """ASHA's budget in training pairs seen: grace period, largest budget and the rungs between.
+
+    ``search.grace_period`` is in epochs (fractions allowed); a trial is judged at the first
+    report at or past each rung, so rungs finer than ``training.eval_every_pairs`` add nothing.
+    """
+    max_t = num_epochs * num_pairs
+    grace = max(1, min(round(exp.search.grace_period * num_pairs), max_t))
+    rungs, t = [], grace
+    while t < max_t:
+        rungs.append(t)
+        t *= exp.search.reduction_factor
+    return {"unit": "training pairs", "grace_period": grace, "max_t": max_t, "rungs": rungs}
+
+
+def scheduler_for(exp: ExperimentConfig, kind: str, num_epochs: int, num_pairs: int) -> Any:
+    """``asha`` (early stopping on the search metric, counted in training pairs seen) or ``fifo``."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     if kind == "fifo":
         return FIFOScheduler()
+    budget = asha_rungs(exp, num_epochs, num_pairs)
     return ASHAScheduler(
-        time_attr="training_iteration",
-        max_t=num_epochs,
-        grace_period=min(exp.search.grace_period, num_epochs),
+        time_attr="pairs",
+        max_t=budget["max_t"],
+        grace_period=budget["grace_period"],
         reduction_factor=exp.search.reduction_factor,
     )
+
+
+class TimeBudget(TimeoutStopper):
+    """Ray Tune's time budget (``TimeoutStopper``, what ``time_budget_s`` builds) that remembers
+    that it ended the search, so trials stopped by it are told from trials ASHA stopped.
+
+    Its remaining budget is saved with the experiment: a resumed search gets what was left.
+    """
+
+    def __init__(self, seconds: float, stage_dir: Path) -> None:
+        super().__init__(seconds)
+        self.marker = stage_dir / BUDGET_FILE
+        self.fired = False
+
+    def stop_all(self) -> bool:
+        if not self.fired and super().stop_all():
+            self.fired = True
+            write_json(self.marker, {"time_budget_s": self._timeout_seconds, "ended": time.time()})
+        return self.fired
 
 
 class TrialLog(Callback):
@@ -118,9 +187,12 @@ class TrialLog(Callback):
     from "interrupted" and counts retries after failures.
     """
 
-    def __init__(self, stage_dir: Path, searched: list[str], num_epochs: int) -> None:
+    def __init__(
+        self, stage_dir: Path, searched: list[str], num_epochs: int, budget: TimeBudget | None = None
+    ) -> None:
         self.path = stage_dir / TRIALS_FILE
         self.stage, self.searched, self.num_epochs = stage_dir.name, searched, num_epochs
+        self.budget = budget
         self.ended: dict[str, dict[str, Any]] = (
             json.loads(self.path.read_text()) if self.path.is_file() else {}
         )
@@ -144,6 +216,17 @@ class TrialLog(Callback):
         how = "finished" if epochs >= self.num_epochs else f"stopped early by the scheduler after {epochs}"
         done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
         self._say(f"{trial.trial_id} {how}/{self.num_epochs} epochs ({done}/{len(trials)} trials ended)")
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        # Tune stops the trials running when its time budget ends without on_trial_complete.
+        if self.budget is None or not self.budget.fired:
+            return
+        for trial in trials:
+            if self.ended.get(trial.trial_id, {}).get("status") in ("completed", "error"):
+                continue
+            epochs = (trial.last_result or {}).get("epoch", 0)
+            self._record(trial, status="completed", epochs=epochs, ended_by="time_budget")
+            self._say(f"{trial.trial_id} stopped by the time budget after {epochs}/{self.num_epochs} epochs")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         entry = self.ended.get(trial.trial_id, {"retries": 0})
@@ -209,14 +292,16 @@ def run_stage(
     from tuning.trial import train_trial
 
     searched = to_tune(space, f"{exp.source_file}: {stage}: ")
-    param_space = {**(base or fixed_config(exp)), **searched}
+    fixed = base or fixed_config(exp)
+    param_space = {**fixed, **searched}
     num_epochs = _max_epochs(param_space, exp.training.num_epochs)
     metric, mode = exp.search.metric, MODES[exp.search.metric]
     grid = has_grid(param_space)
     samples = num_samples or (1 if grid else exp.search.num_samples)
     if searcher == "auto":
         sampled = any(isinstance(v, Domain) for v in searched.values())
-        searcher = optuna_searcher(exp) if sampled and not grid else None
+        start = recipe_point(fixed, searched) if exp.search.start_from_recipe else None
+        searcher = optuna_searcher(exp, stage, start) if sampled and not grid else None
     sched = scheduler or exp.search.scheduler
     stage_dir = Path(exp.experiment_dir, stage).resolve()
     previous = (
@@ -235,12 +320,17 @@ def run_stage(
         "planned_trials": samples * grid_size(param_space),
         "searcher": "grid" if grid else f"optuna-{exp.search.searcher}" if searcher else "variants",
         "scheduler": sched if isinstance(sched, str) else type(sched).__name__,
+        "train_pairs": len(data["train"]),
+        "eval_every_pairs": param_space.get("eval_every_pairs"),
+        "time_budget_s": exp.search.time_budget,
         "cpus_per_trial": exp.search.cpus_per_trial,
         "gpus_per_trial": exp.search.gpus_per_trial,
         "status": "running",
         "started": time.time(),
         **(extra or {}),
     }
+    if sched == "asha":
+        record["asha"] = asha_rungs(exp, num_epochs, len(data["train"]))
     if previous:  # an interrupted or killed stage: keep its start, count the resume
         record.update(started=previous["started"], resumed=previous.get("resumed", 0) + 1)
     stage_dir.mkdir(parents=True, exist_ok=True)
@@ -258,11 +348,17 @@ def run_stage(
             exp, stage, trainable, param_space, searcher, sched, samples, num_epochs, record, stage_dir,
             keep_checkpoints,
         )  # fmt: skip
+    if STOP_REQUESTED.is_set():  # a stop signal came while an earlier stage ended
+        raise StageInterrupted(f"stage {stage} was not started: the search was asked to stop.")
     results = tuner.fit()
-    # Tune returns normally when interrupted (Ctrl-C) after saving its state.
-    ended = results.num_terminated + results.num_errors
-    record["status"] = "done" if ended == len(results) else "interrupted"
+    if threading.current_thread() is threading.main_thread():
+        # Tune leaves its SIGUSR1 handler (its stop request) installed after fit(); put the
+        # default back so a stop signal between stages is not sent to a finished run.
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+    record["status"] = stage_status(results)
     record["ended"] = time.time()
+    if (stage_dir / BUDGET_FILE).is_file():
+        record["ended_by"] = "time_budget"
     record["winner"] = stage_winner(stage_dir, record)
     write_json(stage_dir / STAGE_FILE, record)
     return stage_dir
@@ -284,6 +380,7 @@ def _new_tuner(
     from ray import tune
 
     metric, mode = record["metric"], record["mode"]
+    budget = TimeBudget(exp.search.time_budget, stage_dir) if exp.search.time_budget else None
     return tune.Tuner(
         trainable,
         param_space=param_space,
@@ -291,7 +388,11 @@ def _new_tuner(
             metric=metric,
             mode=mode,
             search_alg=searcher,
-            scheduler=scheduler_for(exp, sched, num_epochs) if isinstance(sched, str) else sched,
+            scheduler=(
+                scheduler_for(exp, sched, num_epochs, record["train_pairs"])
+                if isinstance(sched, str)
+                else sched
+            ),
             num_samples=samples,
             max_concurrent_trials=exp.search.max_concurrent_trials,
             reuse_actors=True,  # a new trial skips the worker start-up and imports (seconds each)
@@ -305,7 +406,12 @@ def _new_tuner(
                 num_to_keep=keep_checkpoints, checkpoint_score_attribute=metric, checkpoint_score_order=mode
             ),
             failure_config=tune.FailureConfig(max_failures=exp.search.max_failures),
-            callbacks=[TrialLog(stage_dir, record["searched"], num_epochs)],
+            # Tune's own time budget: at the end running trials stop and keep their checkpoints.
+            stop=budget,
+            callbacks=[
+                TrialLog(stage_dir, record["searched"], num_epochs, budget),
+                Progress(stage, metric, mode, num_epochs, getattr(exp.search, "time_budget", None)),
+            ],
             verbose=0,
         ),
     )
@@ -335,6 +441,21 @@ def stage_winner(stage_dir: Path, record: dict[str, Any]) -> dict[str, Any] | No
             next(d for d in stage_dir.iterdir() if d.name.endswith(best.trial_id)) / "params.json"
         ),
     }
+
+
+# Set by the driver (run_search.py) when SIGINT or SIGTERM asks the search to stop. Tune's stop
+# request ends fit() normally and its cleanup marks the running trials TERMINATED, so the
+# trials' statuses alone cannot tell an interrupted stage from a finished one.
+STOP_REQUESTED = threading.Event()
+
+
+def stage_status(results: Any) -> str:
+    """``done`` when every trial of the stage ended; ``interrupted`` when a stop signal came
+    during it or trials are left to run (``--resume`` continues it)."""
+    ended = results.num_terminated + results.num_errors
+    if STOP_REQUESTED.is_set() or ended < len(results):
+        return "interrupted"
+    return "done"
 
 
 class StageInterrupted(RuntimeError):

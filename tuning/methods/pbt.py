@@ -35,7 +35,7 @@ def pbt_method(exp: ExperimentConfig, splits: Any, prefix: str = "") -> list[Pat
             f"the pbt method needs `space:` domains for at least one of {list(MUTABLE)} in {exp.source_file}."
         )
     scheduler = PopulationBasedTraining(
-        time_attr="training_iteration",
+        time_attr="epoch",  # perturbation_interval counts epochs, also with sub-epoch reports
         perturbation_interval=exp.search.perturbation_interval,
         hyperparam_mutations=mutations,
         quantile_fraction=0.25,
