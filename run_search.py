@@ -141,7 +141,7 @@ def build_experiment(args: argparse.Namespace) -> Any:
         validate,
     )
     from tuning.methods import METHODS
-    from tuning.spaces import check_experiment
+    from tuning.spaces import check_experiment, combination_problems
 
     if args.method not in METHODS:
         raise ConfigError(f"--method must be one of {sorted(METHODS)}. Got: {args.method!r}.")
@@ -173,6 +173,7 @@ def build_experiment(args: argparse.Namespace) -> Any:
             check()
         except ConfigError as err:
             problems.append(str(err))
+    problems += combination_problems(exp)
     if not args.address:
         # Ray starts here with this machine's CPUs and GPUs: a trial asking for more would wait
         # forever ("No available node types can fulfill resource request"). A cluster at

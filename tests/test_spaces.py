@@ -340,3 +340,30 @@ def test_shipped_spaces_convert(path: Path) -> None:
     for where, space in spaces:
         out = to_tune(space, f"{path}: {where}: ")
         assert len(out) == len(space), where
+
+
+def _exp(**raw):
+    from tuning.config import parse_experiment
+
+    return parse_experiment({"model": {"name_or_path": "builtin:tiny"}, **raw}, "space.yaml")
+
+
+def test_settings_that_cannot_train_together_are_refused_before_any_trial():
+    from tuning.spaces import combination_problems
+
+    assert combination_problems(_exp(model={"architecture": "bi"}, training={"loss": "cosent"})) == []
+    fixed = combination_problems(_exp(model={"architecture": "cross"}, training={"loss": "angle"}))
+    assert fixed == [
+        "space.yaml: loss ['angle'] ranks a bi-encoder's two embeddings, but model.architecture is cross; "
+        "use architecture bi or another loss."
+    ]
+    searched = _exp(
+        model={"architecture": "cross"},
+        stages=[{"name": "loss", "space": {"loss": {"type": "grid", "values": ["mse", "cosent"]}}}],
+    )
+    assert "loss ['cosent'] ranks" in combination_problems(searched)[0]
+    # builtin:tiny has 2 layers: freezing 3 cannot train.
+    frozen = _exp(space={"freeze_layers": {"type": "choice", "values": [0, 3]}})
+    assert combination_problems(frozen) == [
+        "space.yaml: freeze_layers reaches 3, but the encoder has 2 layers; freeze at most 2."
+    ]

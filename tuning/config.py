@@ -669,13 +669,6 @@ def validate(exp: ExperimentConfig) -> None:
                 problems.append(f"{field_label(key)} {problem}")
     if not NAME_PATTERN.fullmatch(exp.name):
         problems.append(f"name must be letters, digits, '.', '_' or '-', got {exp.name!r}.")
-    from tuning.losses import EMBEDDING_LOSSES
-
-    if exp.training.loss in EMBEDDING_LOSSES and exp.model.architecture != "bi":
-        problems.append(
-            f"training.loss {exp.training.loss!r} ranks a bi-encoder's two embeddings: use it with "
-            f"model.architecture bi, not {exp.model.architecture!r}."
-        )
     if problems:
         where = f" in {exp.source_file}" if exp.source_file else ""
         raise ConfigError(f"{len(problems)} problem(s){where}:\n- " + "\n- ".join(problems))

@@ -202,3 +202,59 @@ def check_experiment(space: dict[str, Any], stages: list[dict[str, Any]], source
             problems.append(str(err))
     if problems:
         raise ConfigError("\n".join(problems))
+
+
+def _candidates(exp: Any, name: str) -> list[Any]:
+    """Every value field ``name`` takes in some trial: the fixed value, and each listed value or
+    range end of every space that searches it."""
+    section = exp.training if name in field_names(TrainingConfig) else exp.model
+    values = [getattr(section, name)]
+    for mapping in [exp.space, *((s.get("space") or {}) for s in exp.stages)]:
+        spec = next((v for k, v in mapping.items() if ALIASES.get(k, k) == name), None)
+        if isinstance(spec, dict):
+            values += spec.get("values") or [spec[end] for end in ("low", "high") if end in spec]
+        elif spec is not None:
+            values.append(spec)
+    return values
+
+
+def _encoder_layers(exp: Any) -> int | None:
+    """Layers of the encoder a trial builds, when known without loading it (None: unknown)."""
+    import json
+    from pathlib import Path
+
+    if exp.model.num_hidden_layers:
+        return int(exp.model.num_hidden_layers)
+    if exp.model.name_or_path == "builtin:tiny":
+        return 2
+    config = Path(exp.model.name_or_path).expanduser() / "config.json"
+    if config.is_file():
+        return json.loads(config.read_text(encoding="utf-8")).get("num_hidden_layers")
+    return None  # a Hub id: known only once downloaded
+
+
+def combination_problems(exp: Any) -> list[str]:
+    """Settings that are each valid but cannot train together, in any trial the experiment can
+    start: refused before Ray starts, so no trial fails on its configuration.
+
+    - ``cosent``/``angle`` rank a bi-encoder's two embeddings: not with ``architecture: cross``.
+    - ``freeze_layers`` cannot exceed the encoder's layers.
+    """
+    from tuning.losses import EMBEDDING_LOSSES
+
+    problems = []
+    where = f"{exp.source_file}: " if exp.source_file else ""
+    ranking = sorted({v for v in _candidates(exp, "loss") if v in EMBEDDING_LOSSES})
+    if ranking and "cross" in _candidates(exp, "architecture"):
+        problems.append(
+            f"{where}loss {ranking} ranks a bi-encoder's two embeddings, but model.architecture is "
+            "cross; use architecture bi or another loss."
+        )
+    layers = _encoder_layers(exp)
+    frozen = max((v for v in _candidates(exp, "freeze_layers") if isinstance(v, (int, float))), default=0)
+    if layers is not None and frozen > layers:
+        problems.append(
+            f"{where}freeze_layers reaches {frozen:g}, but the encoder has {layers} layers; "
+            f"freeze at most {layers}."
+        )
+    return problems
