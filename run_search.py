@@ -137,6 +137,7 @@ def build_experiment(args: argparse.Namespace) -> Any:
         gpu_names,
         load_experiment,
         make_smoke,
+        node_problems,
         resource_problems,
         validate,
     )
@@ -174,11 +175,23 @@ def build_experiment(args: argparse.Namespace) -> Any:
         except ConfigError as err:
             problems.append(str(err))
     problems += combination_problems(exp)
+    # A trial asking for more than a node offers would wait forever ("No available node types
+    # can fulfill resource request"): Ray starting here gets this machine; a cluster at --address
+    # offers its alive nodes and the node types its autoscaler may start.
     if not args.address:
-        # Ray starts here with this machine's CPUs and GPUs: a trial asking for more would wait
-        # forever ("No available node types can fulfill resource request"). A cluster at
-        # --address is Ray's to judge: its nodes are known only after connecting.
         problems += resource_problems(exp.search, os.cpu_count() or 1, len(gpu_names()))
+    elif not problems:
+        nodes, node_types = cluster_nodes(args.address)
+        if node_types:  # the autoscaler's node types are known: nothing it may start fits
+            problems += node_problems(exp.search, nodes + node_types, args.address)
+        else:  # Ray's v1 autoscaler does not publish its node types: say so, and let Ray wait
+            for problem in node_problems(exp.search, nodes, args.address):
+                print(
+                    f"warning: {problem.replace('node or node type', 'node', 1)} Trials wait until "
+                    "the cluster adds a node that fits (Ctrl-C stops the search, resumable).",
+                    file=sys.stderr,
+                    flush=True,
+                )
     if problems:
         raise ConfigError("\n".join(problems))
     if Path(exp.experiment_dir).exists():
@@ -186,6 +199,36 @@ def build_experiment(args: argparse.Namespace) -> Any:
             f"{exp.experiment_dir} already exists; pass another --name (results are never overwritten)."
         )
     return exp
+
+
+# Where `ray up` puts the cluster's config on the head node (the v1 autoscaler reads it there).
+BOOTSTRAP_CONFIG = Path("~/ray_bootstrap_config.yaml")
+
+
+def cluster_nodes(address: str) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
+    """Resources of each alive node of the cluster at ``address``, and of each node type its
+    autoscaler may start: from the config an autoscaler reports to Ray's GCS, or, for `ray up`'s
+    v1 autoscaler (which reports none), from the config `ray up` leaves on the head, where a
+    submitted job's driver runs. Empty when neither is known (or a type's resources are not set)."""
+    import ray
+    import yaml
+    from ray._private.state import state
+
+    ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    try:
+        nodes = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+        config = state.get_cluster_config()
+        types = [dict(group.resources) for group in config.node_group_configs] if config else []
+    finally:
+        ray.shutdown()
+    bootstrap = BOOTSTRAP_CONFIG.expanduser()
+    if not types and bootstrap.is_file():
+        node_types = (yaml.safe_load(bootstrap.read_text(encoding="utf-8")) or {}).get(
+            "available_node_types"
+        ) or {}
+        declared = [t.get("resources") for t in node_types.values()]
+        types = declared if declared and all(isinstance(r, dict) for r in declared) else []
+    return nodes, types
 
 
 def versions() -> dict[str, str]:

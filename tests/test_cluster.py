@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -207,6 +208,47 @@ def cluster() -> Iterator[LoopbackCluster]:
     with LoopbackCluster(num_workers=1, cpus_per_node=1) as c:
         yield c
     assert not c.leftover_processes()
+
+
+@pytest.mark.e2e
+def test_a_request_no_node_can_meet_is_named_before_trials_start(cluster, tmp_path, shared):
+    # Each node of the loopback cluster has one CPU: a 2-CPU trial waits for a node that fits.
+    # This cluster reports no autoscaler node types, so the search warns (a `ray up` cluster may
+    # still add a node) and stops cleanly on Ctrl-C.
+    command = [*search_command(cluster, tmp_path, "too-big", epochs=1), "--cpus-per-trial", "2"]
+    proc = subprocess.Popen(command, cwd=REPO, env=cluster.env, stderr=subprocess.PIPE, text=True)
+    try:
+        warning = ""
+        deadline = time.monotonic() + 120
+        while "warning:" not in warning and time.monotonic() < deadline:
+            warning = proc.stderr.readline() or warning
+        assert warning.startswith("warning: a trial asks for 2 CPUs and 0 GPUs"), warning
+        assert "most CPUs on one: 1" in warning
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.e2e
+def test_a_request_no_node_type_can_meet_is_refused_before_anything_starts(cluster, tmp_path, shared):
+    # As on a `ray up` head: the autoscaler's config in ~/ray_bootstrap_config.yaml names the node
+    # types it may start; none has 2 CPUs.
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "ray_bootstrap_config.yaml").write_text(
+        "available_node_types:\n  head: {resources: {CPU: 0}}\n  worker: {resources: {CPU: 1, GPU: 0}}\n",
+        encoding="utf-8",
+    )
+    command = [*search_command(cluster, tmp_path, "too-big", epochs=1), "--cpus-per-trial", "2"]
+    env = {**cluster.env, "HOME": str(home)}
+    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "error: a trial asks for 2 CPUs and 0 GPUs" in proc.stderr
+    assert "no node or node type of the cluster" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs" / "too-big").exists()
 
 
 @pytest.mark.e2e

@@ -555,3 +555,13 @@ def test_requests_larger_than_the_machine_name_request_supply_and_flag() -> None
     assert more_gpus.endswith(
         "but this machine has 2 (CUDA GPUs torch sees); pass --gpus-per-trial 2 or less."
     )
+
+
+def test_a_request_no_cluster_node_or_node_type_meets_is_named():
+    from tuning.config import SearchConfig, node_problems
+
+    nodes = [{"CPU": 8.0}, {"CPU": 4.0, "GPU": 1.0}]
+    assert node_problems(SearchConfig(cpus_per_trial=4, gpus_per_trial=0.5), nodes, "auto") == []
+    (problem,) = node_problems(SearchConfig(cpus_per_trial=2, gpus_per_trial=2), nodes, "auto")
+    assert problem.startswith("a trial asks for 2 CPUs and 2 GPUs")
+    assert "most CPUs on one: 8; most GPUs: 1" in problem

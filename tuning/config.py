@@ -696,6 +696,27 @@ def resource_problems(search: SearchConfig, cpus: int, gpus: int) -> list[str]:
     return problems
 
 
+def node_problems(search: SearchConfig, nodes: list[dict[str, float]], where: str) -> list[str]:
+    """A per-trial request no node of a cluster can meet (Ray would wait for it forever).
+
+    Args:
+        search: the requests, ``cpus_per_trial`` and ``gpus_per_trial``.
+        nodes: the resources (``CPU``, ``GPU``) of each alive node and of each node type an
+            autoscaler may start.
+        where: the cluster, as the message names it.
+    """
+    cpus, gpus = search.cpus_per_trial, search.gpus_per_trial
+    if any(n.get("CPU", 0) >= cpus and n.get("GPU", 0) >= gpus for n in nodes):
+        return []
+    most_cpus = max((n.get("CPU", 0) for n in nodes), default=0)
+    most_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
+    return [
+        f"a trial asks for {cpus:g} CPUs and {gpus:g} GPUs (--cpus-per-trial, --gpus-per-trial), but no "
+        f"node or node type of the cluster at {where} has that (most CPUs on one: {most_cpus:g}; most "
+        f"GPUs: {most_gpus:g}); lower the request, or add a node type that fits to the cluster's config."
+    ]
+
+
 HEADS = ("regression", "multitask")
 ARCHITECTURES = ("cross", "bi")
 PRECISIONS = ("fp32", "bf16", "fp16")
