@@ -292,8 +292,11 @@ def run(args: argparse.Namespace) -> int:
         "tensorboard_dir": fixed_config(exp)["tensorboard_dir"],
     }
     write_json(exp_dir / "experiment.json", meta)
-    print(f"[run_search] resolved config saved to {exp_dir / 'experiment.json'}", flush=True)
-    return search(args, exp, splits, meta, started)
+    try:  # from here on the experiment is on disk: a stop signal leaves it resumable
+        print(f"[run_search] resolved config saved to {exp_dir / 'experiment.json'}", flush=True)
+        return search(args, exp, splits, meta, started)
+    except KeyboardInterrupt:  # a stop signal handled before search()'s own try
+        return stopped(exp_dir, args)
 
 
 def resume(args: argparse.Namespace, started: float) -> int:
@@ -333,7 +336,10 @@ def resume(args: argparse.Namespace, started: float) -> int:
     meta.setdefault("resumed", []).append(time.strftime("%Y-%m-%d %H:%M:%S"))
     print(f"[run_search] resuming {exp.name}: method {exp.method}", flush=True)
     spent = meta.get("search_wall_time_s", 0.0)
-    return search(args, exp, splits, meta, started - spent)
+    try:
+        return search(args, exp, splits, meta, started - spent)
+    except KeyboardInterrupt:  # a stop signal handled before search()'s own try
+        return stopped(exp_dir, args)
 
 
 class StopSignals:
@@ -396,7 +402,7 @@ def search(args: argparse.Namespace, exp: Any, splits: Any, meta: dict[str, Any]
     export, the ``--resume`` command printed, exit 130 (SIGINT) or 143 (SIGTERM).
     """
     exp_dir = Path(exp.experiment_dir)
-    stopped = False
+    interrupted = False
     try:  # a stop signal anywhere from here on leaves the experiment resumable
         import ray
 
@@ -438,23 +444,28 @@ def search(args: argparse.Namespace, exp: Any, splits: Any, meta: dict[str, Any]
                 ray.shutdown()
                 if temp_dir:
                     ray_session.forget(exp_dir)  # shut down cleanly: nothing is left to stop
-        stopped = STOP_REQUESTED.is_set()
+        interrupted = STOP_REQUESTED.is_set()
     except KeyboardInterrupt:
-        stopped = True
+        interrupted = True
     except SystemExit as err:  # ray.init's own SIGTERM handler, while Ray starts: sys.exit(15)
         if err.code != signal.SIGTERM:
             raise
         STOP.signum = STOP.signum or signal.SIGTERM
-        stopped = True
-    if stopped:
-        print(
-            f"[run_search] stopped: {exp_dir} is unfinished (finished trials and checkpoints are kept; "
-            f"nothing was exported). Continue it with:\n  {resume_command(exp_dir, args)}",
-            file=sys.stderr,
-            flush=True,
-        )
-        return STOP.exit_code
+        interrupted = True
+    if interrupted:
+        return stopped(exp_dir, args)
     return conclude(exp, splits, meta, started)
+
+
+def stopped(exp_dir: Path, args: argparse.Namespace) -> int:
+    """After a stop signal: say that ``exp_dir`` is unfinished and how to continue it."""
+    print(
+        f"[run_search] stopped: {exp_dir} is unfinished (finished trials and checkpoints are kept; "
+        f"nothing was exported). Continue it with:\n  {resume_command(exp_dir, args)}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return STOP.exit_code
 
 
 def stop_old_ray(exp_dir: Path) -> Path:
@@ -462,13 +473,13 @@ def stop_old_ray(exp_dir: Path) -> Path:
     in Ray's temp folder) left running, prune old session folders; returns that temp folder."""
     from tuning import ray_session
 
-    stopped = ray_session.stop_leftovers(exp_dir / ray_session.RECORD_FILE)
+    ended = ray_session.stop_leftovers(exp_dir / ray_session.RECORD_FILE)
     root = ray_session.temp_root()
     swept, removed = ray_session.sweep(root)
-    stopped = sorted({*stopped, *swept})
-    if stopped:
+    ended = sorted({*ended, *swept})
+    if ended:
         print(
-            f"[run_search] stopped {len(stopped)} Ray processes left by a killed run (PIDs {stopped})",
+            f"[run_search] stopped {len(ended)} Ray processes left by a killed run (PIDs {ended})",
             flush=True,
         )
     if removed:

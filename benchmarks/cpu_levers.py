@@ -15,10 +15,7 @@ is fast but learns less shows it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -38,20 +35,9 @@ LEVERS: dict[str, dict[str, Any]] = {
 
 def run(settings: Any, splits: Any) -> tuple[float, float, float]:
     """One epoch: (wall seconds to its report, the validation pass's seconds, validation Pearson)."""
-    from tuning.trial import run_training
+    from benchmarks.throughput import epoch
 
-    seen: list[tuple[float, float, float]] = []
-    with tempfile.TemporaryDirectory(prefix="levers-") as out:
-        started = time.perf_counter()
-
-        def report(metrics: dict[str, Any], checkpoint: str | None) -> None:
-            wall = time.perf_counter() - started
-            state = json.loads(Path(str(checkpoint), "trainer_state.json").read_text(encoding="utf-8"))
-            runtime = next(h["eval_runtime"] for h in reversed(state["log_history"]) if "eval_runtime" in h)
-            seen.append((wall, float(runtime), float(metrics["pearson"])))
-
-        run_training(settings, splits, out, report)
-    return seen[-1]
+    return epoch(settings, splits, pad_to=None)
 
 
 def measure(args: argparse.Namespace) -> list[list[str]]:

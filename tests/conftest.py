@@ -45,3 +45,19 @@ def run_cli(*args: str, cwd: Path = REPO, timeout: float = 300) -> subprocess.Co
         text=True,
         timeout=timeout,
     )
+
+
+def start_cli(*args: str, cwd: Path = REPO) -> subprocess.Popen[str]:  # noqa: F821
+    """Start ``run_search.py`` as a user would, in its own session (so a signal can reach it and
+    its children), stdout and stderr merged, unbuffered; the caller stops it by its PID."""
+    import subprocess
+
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "run_search.py"), *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )

@@ -11,7 +11,6 @@ import json
 import os
 import shlex
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from reports.records import read_results
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, start_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -27,15 +26,7 @@ pytestmark = pytest.mark.e2e
 def signal_at(storage: Path, marker: str, signals: list[int], *flags: str) -> tuple[int, str]:
     """Run a smoke search; when a line holds ``marker``, send ``signals`` to its process group."""
     command = ["--smoke-test", "--storage", str(storage), "--name", "r", *flags]
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "run_search.py"), *command],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    proc = start_cli(*command)
     lines, sent = [], False
     try:
         for line in proc.stdout:

@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import run_cli, start_cli
 from tuning import ray_session
 
 SLEEP = [sys.executable, "-c", "import time; time.sleep(120)"]
@@ -163,15 +163,7 @@ def test_resume_stops_the_ray_processes_a_killed_driver_left(tmp_path):
         "--profile",
         "cpu",
     ]
-    driver = subprocess.Popen(
-        [sys.executable, str(REPO / "run_search.py"), *command],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    driver = start_cli(*command)
     survivors: dict[int, str] = {}
     try:
         lines = []
