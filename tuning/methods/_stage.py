@@ -336,21 +336,26 @@ def run_stage(
     stage_dir.mkdir(parents=True, exist_ok=True)
     write_json(stage_dir / STAGE_FILE, record)
 
-    resources = {"cpu": exp.search.cpus_per_trial, "gpu": exp.search.gpus_per_trial}
-    trainable = tune.with_resources(tune.with_parameters(train_trial, data=data), resources)
-    if previous and tune.Tuner.can_restore(str(stage_dir)):
-        # Finished trials stay finished; unfinished and failed ones continue from their last
-        # checkpoints; the searcher (Optuna's study) and scheduler come back from Tune's state.
-        print(f"[{stage}] resuming from {stage_dir}", flush=True)
-        tuner = tune.Tuner.restore(str(stage_dir), trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        tuner = _new_tuner(
-            exp, stage, trainable, param_space, searcher, sched, samples, num_epochs, record, stage_dir,
-            keep_checkpoints,
-        )  # fmt: skip
-    if STOP_REQUESTED.is_set():  # a stop signal came while an earlier stage ended
-        raise StageInterrupted(f"stage {stage} was not started: the search was asked to stop.")
-    results = tuner.fit()
+    try:  # a stop before Tune has saved any state: the record says so, not "running"
+        resources = {"cpu": exp.search.cpus_per_trial, "gpu": exp.search.gpus_per_trial}
+        trainable = tune.with_resources(tune.with_parameters(train_trial, data=data), resources)
+        if previous and tune.Tuner.can_restore(str(stage_dir)):
+            # Finished trials stay finished; unfinished and failed ones continue from their last
+            # checkpoints; the searcher (Optuna's study) and scheduler come back from Tune's state.
+            print(f"[{stage}] resuming from {stage_dir}", flush=True)
+            tuner = tune.Tuner.restore(str(stage_dir), trainable, resume_unfinished=True, resume_errored=True)
+        else:
+            tuner = _new_tuner(
+                exp, stage, trainable, param_space, searcher, sched, samples, num_epochs, record, stage_dir,
+                keep_checkpoints,
+            )  # fmt: skip
+        if STOP_REQUESTED.is_set():  # a stop signal came while an earlier stage ended
+            raise StageInterrupted(f"stage {stage} was not started: the search was asked to stop.")
+        results = tuner.fit()
+    except (KeyboardInterrupt, StageInterrupted):
+        record["status"] = "interrupted"
+        write_json(stage_dir / STAGE_FILE, record)
+        raise
     if threading.current_thread() is threading.main_thread():
         # Tune leaves its SIGUSR1 handler (its stop request) installed after fit(); put the
         # default back so a stop signal between stages is not sent to a finished run.
