@@ -81,13 +81,18 @@ def header(title: str, name: str, argv: list[str]) -> str:
     return f"**{title}** — {time.strftime('%Y-%m-%d %H:%M')}, {machine} — `{command}`"
 
 
-def model_parser(name: str, doc: str | None) -> argparse.ArgumentParser:
-    """The argument parser every Ray-run benchmark starts from: its usage line, doc and ``--model``."""
-    p = argparse.ArgumentParser(
+def benchmark_parser(name: str, doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's argument parser: its usage line and its module docstring, kept as written."""
+    return argparse.ArgumentParser(
         prog=f"python -m benchmarks {name}",
         description=doc,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+def model_parser(name: str, doc: str | None) -> argparse.ArgumentParser:
+    """The argument parser every Ray-run benchmark starts from: its usage line, doc and ``--model``."""
+    p = benchmark_parser(name, doc)
     p.add_argument(
         "--model", choices=sorted(MODELS), default="e5-small-ko-bi4", help="default e5-small-ko-bi4"
     )

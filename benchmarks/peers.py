@@ -72,7 +72,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: python benchmarks/peers.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import REPO, header, markdown_table
+from benchmarks import REPO, benchmark_parser, header, markdown_table
 
 NAME = "peers"
 PROFILES = {"cpu": REPO / "search_spaces" / "cpu" / "optuna.yaml"}
@@ -283,11 +283,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog=f"python -m benchmarks {NAME}",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = benchmark_parser(NAME, __doc__)
     p.add_argument(
         "--profile", choices=sorted(PROFILES), default="cpu", help="the search every peer runs (default cpu)"
     )
