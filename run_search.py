@@ -29,11 +29,17 @@ PRESETS = ("korsts", "klue-sts")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
+    import inspect
+
+    from tuning.config import SECTIONS, config_flags
     from tuning.methods import METHODS
 
     p = argparse.ArgumentParser(
         prog="run_search.py",
-        description="Hyperparameter search for Korean STS fine-tuning on Ray Tune.",
+        # The generated usage would list every flag of every section.
+        usage="%(prog)s [--method METHOD] [--profile PROFILE | --space FILE] [--smoke-test] [flags below]",
+        description="Hyperparameter search for Korean STS fine-tuning on Ray Tune. Precedence: defaults "
+        "< search-space file < flags; a flag's value is read as in the file (3e-5, true, null, {a: b}).",
         epilog="Subcommand: `run_search.py report <storage>/<name>` rebuilds a report from storage.",
     )
     p.add_argument(
@@ -46,21 +52,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--data", help=f"a preset ({', '.join(PRESETS)}) or a training file (KLUE JSON, KorSTS TSV, CSV)"
     )
-    p.add_argument("--model", help="Hub id or local Hugging Face folder of the pretrained encoder")
-    p.add_argument("--num-samples", type=int, help="trials to sample")
     p.add_argument("--storage", default="runs", help="root folder of results (default: ./runs)")
     p.add_argument("--name", help="experiment folder under --storage (default: <space name>-<timestamp>)")
-    p.add_argument("--seed", type=int, help="seed of trials and of the searcher")
-    p.add_argument("--cpus-per-trial", type=float, help="CPU cores per trial (its torch threads)")
-    p.add_argument(
-        "--gpus-per-trial", type=float, help="GPUs per trial; fractions (0.5) pack trials on one GPU"
-    )
-    p.add_argument("--max-concurrent-trials", type=int, help="cap on trials running at once")
-    p.add_argument(
-        "--time-budget",
-        help="stop the search after this long (1200, 90s, 20m, 1.5h); running trials keep their best checkpoints",
-    )
-    p.add_argument("--top-k", type=int, help="best configurations scored on the test split(s) (default 3)")
     p.add_argument(
         "--address", help="an existing Ray cluster (`auto`, `ray://host:10001`); default: start Ray here"
     )
@@ -68,18 +61,30 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--resume", metavar="DIR", help="continue an interrupted experiment <storage>/<name> where it stopped"
     )
     p.add_argument(
-        "--full-grid", action="store_true", help="grid: one stage over every stage's values at once"
-    )
-    p.add_argument("--seeds", type=int, help="seeds/compare: training seeds per repeated configuration")
-    p.add_argument(
-        "--from", dest="from_experiment", help="seeds: repeat the top-k configurations of this experiment"
-    )
-    p.add_argument(
         "--smoke-test",
         action="store_true",
         help="test-size model built in code, a few pairs, 2 trials (flags given with it still apply)",
     )
-    return p.parse_args(argv)
+
+    def help_text(doc: str) -> str:  # a docstring as help: ``code`` as `code`; help is a %-format
+        return doc.replace("``", "`").replace("`None`", "`null`").replace("%", "%%")
+
+    # Every config field is a flag, generated from its dataclass: one group per section. A flag's
+    # text is kept as typed; flag_overrides reads it as a YAML value of the field.
+    groups: dict[str | None, Any] = {None: p}
+    for section, cls in SECTIONS.items():
+        doc = (inspect.getdoc(cls) or "").split("\n\n")[0]
+        groups[section] = p.add_argument_group(
+            f"{section} (overrides `{section}:` of the search-space file)", help_text(doc)
+        )
+    for flag in config_flags():
+        switch = {"nargs": "?", "const": "true"} if flag.switch else {}
+        groups[flag.section].add_argument(
+            *flag.names, dest=flag.dest, metavar=flag.metavar, help=help_text(flag.help), **switch
+        )
+    args = p.parse_args(argv)
+    args.from_experiment = getattr(args, "search.from_experiment")  # build_experiment checks --from
+    return args
 
 
 def space_file(args: argparse.Namespace) -> Path:
@@ -91,7 +96,16 @@ def space_file(args: argparse.Namespace) -> Path:
 
 
 def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The flags a user gave, as ``section.field`` overrides of the YAML file."""
+    """The flags a user gave, as ``section.field`` overrides of the YAML file.
+
+    Each value is read as the same text in the YAML file would be (``3e-5``, ``true``, ``20m``);
+    the field rules are checked later, with the file's values, by ``validate``.
+
+    Raises:
+        ConfigError: naming each flag whose value is not of its field's type.
+    """
+    from tuning.config import ConfigError, config_flags, flag_value
+
     out: dict[str, Any] = {}
     if args.data:
         if args.data in PRESETS:
@@ -101,31 +115,21 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
                 {"data.source": "files", "data.train": args.data, "data.validation": None, "data.test": None}
             )
             out["data.extra_test"] = {}
-    if args.model:
-        out["model.name_or_path"] = args.model
-    if args.seed is not None:
-        out["training.seed"] = out["search.seed"] = args.seed
-    for flag in (
-        "num_samples",
-        "cpus_per_trial",
-        "gpus_per_trial",
-        "max_concurrent_trials",
-        "top_k",
-        "seeds",
-    ):
-        if getattr(args, flag) is not None:
-            out[f"search.{flag}"] = getattr(args, flag)
-    if args.time_budget is not None:
-        from tuning.config import ConfigError, parse_duration
-
-        try:
-            out["search.time_budget"] = parse_duration(args.time_budget)
-        except ValueError as err:
-            raise ConfigError(f"--time-budget: {err}") from None
-    if args.full_grid:
-        out["search.full_grid"] = True
-    if args.from_experiment:
-        out["search.from_experiment"] = str(Path(args.from_experiment).resolve())
+    problems: dict[str, None] = {}  # ordered and once: --seed reports its value once, not per field
+    # Shared short flags (--seed) first, so a field's own flag (--training.seed) wins over them.
+    for flag in sorted(config_flags(), key=lambda f: len(f.keys) == 1):
+        text = getattr(args, flag.dest)
+        if text is None:
+            continue
+        for key in flag.keys:
+            value, problem = flag_value(key, text)
+            if problem:  # "batch_size must be ..." -> "--training.batch_size must be ..."
+                problems[flag.label + problem.removeprefix(key.partition(".")[2])] = None
+            out[key] = value
+    if problems:
+        raise ConfigError("\n".join(problems))
+    if out.get("search.from_experiment"):
+        out["search.from_experiment"] = str(Path(out["search.from_experiment"]).resolve())
     return out
 
 
@@ -267,8 +271,9 @@ def machine() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tuning import store
     from tuning.data import fingerprint, load_splits
-    from tuning.methods import fixed_config, write_json
+    from tuning.trial_config import trial_config
 
     started = time.time()
     if args.resume:
@@ -280,20 +285,20 @@ def run(args: argparse.Namespace) -> int:
     sizes = {name: len(split) for name, split in splits.items()}
     print(f"[run_search] data {exp.data.source}: {sizes}", flush=True)
     exp_dir.mkdir(parents=True)
-    meta: dict[str, Any] = {
-        "config": exp.to_dict(),
-        "command": " ".join(["python", *sys.argv]),
-        "git_commit": git_commit(),
-        "versions": versions(),
-        "data_fingerprint": fingerprint(splits),
-        "data_sizes": sizes,
-        "machine": machine(),
-        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "tensorboard_dir": fixed_config(exp)["tensorboard_dir"],
-    }
-    write_json(exp_dir / "experiment.json", meta)
+    meta = store.ExperimentMeta(
+        config=exp.to_dict(),
+        command=" ".join(["python", *sys.argv]),
+        git_commit=git_commit(),
+        versions=versions(),
+        data_fingerprint=fingerprint(splits),
+        data_sizes=sizes,
+        machine=machine(),
+        started=time.strftime("%Y-%m-%d %H:%M:%S"),
+        tensorboard_dir=trial_config(exp)["tensorboard_dir"],
+    )
+    store.write_meta(exp_dir, meta)
     try:  # from here on the experiment is on disk: a stop signal leaves it resumable
-        print(f"[run_search] resolved config saved to {exp_dir / 'experiment.json'}", flush=True)
+        print(f"[run_search] resolved config saved to {exp_dir / store.EXPERIMENT_FILE}", flush=True)
         return search(args, exp, splits, meta, started)
     except KeyboardInterrupt:  # a stop signal handled before search()'s own try
         return stopped(exp_dir, args)
@@ -301,20 +306,19 @@ def run(args: argparse.Namespace) -> int:
 
 def resume(args: argparse.Namespace, started: float) -> int:
     """Continue ``--resume DIR`` from storage: done stages are skipped, the cut one restored."""
-    from reports.records import EXPERIMENT_FILE, read_experiment
-    from tuning import ray_session
+    from tuning import ray_session, store
     from tuning.config import ConfigError, experiment_from_dict
     from tuning.data import fingerprint, load_splits
 
     exp_dir = Path(args.resume).resolve()
-    meta_file = exp_dir / EXPERIMENT_FILE
+    meta_file = exp_dir / store.EXPERIMENT_FILE
     if not meta_file.is_file():
         raise ConfigError(
-            f"--resume {args.resume}: no {EXPERIMENT_FILE} there; pass an experiment folder <storage>/<name>."
+            f"--resume {args.resume}: no {store.EXPERIMENT_FILE} there; pass an experiment folder <storage>/<name>."
         )
     # Every JSON file of the folder is read (and refused if torn or foreign) before Ray starts.
-    meta = read_experiment(exp_dir).meta
-    if meta.get("finished"):
+    meta = store.read_experiment(exp_dir).meta
+    if meta.finished:
         print(
             f"[run_search] {exp_dir} already finished; nothing to resume (report: {exp_dir / 'report.md'})."
         )
@@ -325,17 +329,17 @@ def resume(args: argparse.Namespace, started: float) -> int:
             f"--resume {args.resume}: process {driver} is still running this experiment; "
             f"wait for it to end (or stop it: kill {driver}), then resume."
         )
-    exp = experiment_from_dict(meta["config"])
+    exp = experiment_from_dict(meta.config, str(meta_file))
     exp.storage, exp.name = str(exp_dir.parent), exp_dir.name
     splits = load_splits(exp.data)
-    if fingerprint(splits) != meta["data_fingerprint"]:
+    if fingerprint(splits) != meta.data_fingerprint:
         raise ConfigError(
-            f"the data changed since {exp.name} started (fingerprint {fingerprint(splits)} != {meta['data_fingerprint']}); "
+            f"the data changed since {exp.name} started (fingerprint {fingerprint(splits)} != {meta.data_fingerprint}); "
             "resuming would mix results of different data. Start a new experiment instead."
         )
-    meta.setdefault("resumed", []).append(time.strftime("%Y-%m-%d %H:%M:%S"))
+    meta.resumed.append(time.strftime("%Y-%m-%d %H:%M:%S"))
     print(f"[run_search] resuming {exp.name}: method {exp.method}", flush=True)
-    spent = meta.get("search_wall_time_s", 0.0)
+    spent = meta.search_wall_time_s or 0.0
     try:
         return search(args, exp, splits, meta, started - spent)
     except KeyboardInterrupt:  # a stop signal handled before search()'s own try
@@ -395,7 +399,7 @@ def resume_command(exp_dir: Path, args: argparse.Namespace) -> str:
     return shlex.join(command)
 
 
-def search(args: argparse.Namespace, exp: Any, splits: Any, meta: dict[str, Any], started: float) -> int:
+def search(args: argparse.Namespace, exp: Any, splits: Any, meta: Any, started: float) -> int:
     """Run the method on Ray (started here, or the cluster at ``--address``), then conclude.
 
     A stop signal (see :class:`StopSignals`) leaves the experiment unfinished: no scoring, no
@@ -406,12 +410,12 @@ def search(args: argparse.Namespace, exp: Any, splits: Any, meta: dict[str, Any]
     try:  # a stop signal anywhere from here on leaves the experiment resumable
         import ray
 
-        from tuning import ray_session
-        from tuning.methods import StageInterrupted, run_method, write_json
-        from tuning.methods._progress import RAY_LOG_FILE, quiet_ray
+        from tuning import ray_session, store
+        from tuning.methods import StageInterrupted, run_method
+        from tuning.methods._progress import quiet_ray
         from tuning.methods._stage import STOP_REQUESTED
 
-        quiet_ray(exp_dir / RAY_LOG_FILE)  # Ray's notices (e.g. snapshot timings) go to a file
+        quiet_ray(exp_dir / store.RAY_LOG_FILE)  # Ray's notices (e.g. snapshot timings) go to a file
         # On an existing cluster, this checkout's packages travel with the job (Ray's py_modules):
         # trials on every node import the driver's exact code, however the driver got there.
         code = {"py_modules": [str(REPO / "tuning"), str(REPO / "reports")]} if args.address else None
@@ -430,16 +434,16 @@ def search(args: argparse.Namespace, exp: Any, splits: Any, meta: dict[str, Any]
             if temp_dir:
                 ray_session.record(exp_dir)
             STOP.install()  # Ray's core worker replaces the SIGTERM handler with one that aborts
-            meta["ray_resources"] = {
+            meta.ray_resources = {
                 k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU", "memory")
             }
             run_method(exp, splits)
         except StageInterrupted as err:
             print(f"[run_search] {err}", file=sys.stderr, flush=True)
         finally:
-            meta["search_wall_time_s"] = time.time() - started
+            meta.search_wall_time_s = time.time() - started
             try:
-                write_json(exp_dir / "experiment.json", meta)
+                store.write_meta(exp_dir, meta)
             finally:
                 ray.shutdown()
                 if temp_dir:
@@ -487,42 +491,40 @@ def stop_old_ray(exp_dir: Path) -> Path:
     return root
 
 
-def conclude(exp: Any, splits: Any, meta: dict[str, Any], started: float) -> int:
+def conclude(exp: Any, splits: Any, meta: Any, started: float) -> int:
     """Score the winners on the test split(s), export the best, write the report."""
     from reports import write_report
-    from reports.records import read_experiment
-    from tuning.methods import fixed_config, write_json
-    from tuning.metrics import MODES
-    from tuning.trial import TrialSettings
-    from tuning.winners import export_best, prune_checkpoints, score_winners, untuned_start, write_scores
+    from tuning import store
+    from tuning.trial_config import TrialSettings, trial_config
+    from tuning.winners import export_best, prune_checkpoints, score_winners, untuned_start
 
     exp_dir = Path(exp.experiment_dir)
-    record = read_experiment(exp_dir)
-    metric, mode = exp.search.metric, MODES[exp.search.metric]
+    record = store.read_experiment(exp_dir)
+    metric = exp.search.metric
     failed = [t for t in record.trials if t.status == "failed"]
     if record.trials and len(failed) == len(record.trials):
         return all_failed(exp_dir, failed, meta, started)
     tests = [s for s in splits if s not in ("train", "validation")]
     print(f"[run_search] scoring the top {exp.search.top_k} (and any seed repeats) on {tests}", flush=True)
-    scores = score_winners(record, splits, metric, mode, exp.search.top_k)
-    write_scores(scores, exp_dir)
-    if "untuned" not in meta:
-        meta["untuned"] = untuned_start(TrialSettings.from_dict(fixed_config(exp)), splits)
-    freed = prune_checkpoints(record, scores, metric, mode)
+    scores = score_winners(record, splits, metric, exp.search.top_k)
+    store.write_scores(exp_dir, scores)
+    if meta.untuned is None:
+        meta.untuned = untuned_start(TrialSettings.from_dict(trial_config(exp)), splits)
+    freed = prune_checkpoints(record, scores, metric)
     if freed:
         print(
             f"[run_search] removed checkpoints no trial needs any more: {freed / 2**20:.0f} MiB freed",
             flush=True,
         )
-    top = [s for s in scores if s["role"] == "top"]
+    top = [s for s in scores if s.role == "top"]
     if top:
-        meta["best_model"] = str(export_best(top[0], exp_dir))
-    meta["wall_time_s"] = time.time() - started
-    meta["finished"] = all(s.get("status") == "done" for s in record.stages)
-    write_json(exp_dir / "experiment.json", meta)
+        meta.best_model = str(export_best(top[0], exp_dir))
+    meta.wall_time_s = time.time() - started
+    meta.finished = all(s.status == "done" for s in record.stages)
+    store.write_meta(exp_dir, meta)
     report = write_report(exp_dir)
     print(f"[run_search] report: {report}", flush=True)
-    interrupted = [s["stage"] for s in record.stages if s.get("status") != "done"]
+    interrupted = [s.stage for s in record.stages if s.status != "done"]
     if interrupted:
         print(
             f"[run_search] stage {interrupted[0]} did not finish: the report holds the results so far.",
@@ -531,10 +533,10 @@ def conclude(exp: Any, splits: Any, meta: dict[str, Any], started: float) -> int
         return 130
     if top:
         w = top[0]
-        shown = ", ".join(f"{k}={v}" for k, v in w["params"].items())
+        shown = ", ".join(f"{k}={v}" for k, v in w.params.items())
         print(
-            f"[run_search] best {w['stage']}/{w['trial_id']}: validation pearson {w['validation'].get('pearson', float('nan')):.4f} "
-            f"f1 {w['validation'].get('f1', float('nan')):.4f} ({shown})",
+            f"[run_search] best {w.stage}/{w.trial_id}: validation pearson {w.validation.get('pearson', float('nan')):.4f} "
+            f"f1 {w.validation.get('f1', float('nan')):.4f} ({shown})",
             flush=True,
         )
     if failed:
@@ -550,20 +552,24 @@ def conclude(exp: Any, splits: Any, meta: dict[str, Any], started: float) -> int
 def first_error(failed: list[Any]) -> str:
     """The first failed trial's error message and where its full log is."""
     trial = failed[0]
-    return f"{trial.stage}/{trial.trial_id}: {trial.error or 'no message'} (log: {Path(trial.path, 'error.txt')})"
+    from tuning.store import ERROR_FILE
+
+    return (
+        f"{trial.stage}/{trial.trial_id}: {trial.error or 'no message'} (log: {Path(trial.path, ERROR_FILE)})"
+    )
 
 
-def all_failed(exp_dir: Path, failed: list[Any], meta: dict[str, Any], started: float) -> int:
+def all_failed(exp_dir: Path, failed: list[Any], meta: Any, started: float) -> int:
     """Every trial failed: write the report, say the first error and where its log is; exit 1.
 
     The experiment is left unfinished: once the cause is fixed (a full disk, a lost node),
     ``--resume`` retries the failed trials.
     """
     from reports import write_report
-    from tuning.methods import write_json
+    from tuning import store
 
-    meta["wall_time_s"] = time.time() - started
-    write_json(exp_dir / "experiment.json", meta)
+    meta.wall_time_s = time.time() - started
+    store.write_meta(exp_dir, meta)
     report = write_report(exp_dir)
     print(
         f"[run_search] all {len(failed)} trials failed (report: {report}); the first: {first_error(failed)}",
@@ -626,10 +632,10 @@ COMMANDS = {"report": report_command, "serve": serve_command}
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    from reports.records import StorageError
     from tuning.config import ConfigError
     from tuning.data import DataError
     from tuning.model import ModelError
+    from tuning.store import StorageError
 
     where = argv[1] if argv[:1] == ["report"] and len(argv) > 1 else None  # the folder in use
     try:

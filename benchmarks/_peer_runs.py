@@ -43,7 +43,7 @@ SCORED = {"validation": "validation", "korsts_test": "test", "klue_dev": "klue_d
 def run_ours(exp: ExperimentConfig, raw: dict[str, Any], work: Path, gpu: bool) -> dict[str, Any]:
     """run_search.py --method optuna on the experiment; its best_model is the usable model."""
     from benchmarks import run_search
-    from reports import read_experiment
+    from tuning.store import read_experiment
 
     flags = ("--gpus-per-trial", "0.5") if gpu else ()
     done = run_search(raw, "optuna", work, "search", flags, timeout=24 * 3600)

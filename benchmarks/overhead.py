@@ -52,6 +52,7 @@ from benchmarks import (
     run_search,
     spread,
 )
+from tuning.store import StageRecord
 
 NAME = "overhead"
 # Runs run_search.py with every TuneConfig built with reuse_actors=False (argv as run_search.py's).
@@ -140,17 +141,17 @@ def ray_trials(record: Any) -> list[RayTrial]:
     return trials
 
 
-def ray_timing(run: str, stage: dict[str, Any], trials: list[RayTrial]) -> Timing:
+def ray_timing(run: str, stage: StageRecord, trials: list[RayTrial]) -> Timing:
     """A one-trial-at-a-time Ray stage's timing; training, before, between and after add up to
     the stage's wall time.
 
     Args:
         run: the row's name.
-        stage: the stage's ``stage.json`` (``started``/``ended``, ``time.time()``).
+        stage: the stage's record (``started``/``ended``, ``time.time()``).
         trials: its trials (any order).
     """
     trials = sorted(trials, key=lambda t: t.start)
-    started, ended = float(stage["started"]), float(stage["ended"])
+    started, ended = stage.started, stage.ended or stage.started
     return Timing(
         run=run,
         trials=len(trials),
@@ -238,17 +239,18 @@ def plain(config: dict[str, Any], scratch: Path) -> tuple[Timing, int]:
     """The trials one after another in this process; also the pickled size of the data (bytes)."""
     from tuning.config import parse_experiment
     from tuning.data import load_splits
-    from tuning.methods import fixed_config, trial_data
+    from tuning.methods import trial_data
     from tuning.trial import TrialSettings, run_training
+    from tuning.trial_config import trial_config, with_values
 
     exp = parse_experiment(config, "overhead")
     exp.storage, exp.name = str(scratch), "plain"
     data = trial_data(load_splits(exp.data))
-    base = fixed_config(exp)
+    base = trial_config(exp)
     wall = training = 0.0
     rates = config["stages"][0]["space"]["learning_rate"]["values"]
     for i, rate in enumerate(rates):
-        settings = TrialSettings.from_dict({**base, "learning_rate": rate})
+        settings = TrialSettings.from_dict(with_values(base, {"learning_rate": rate}))
         settings.tensorboard_dir = str(scratch / "plain" / "tensorboard" / f"trial{i}")
         reports: list[dict[str, Any]] = []
         with tempfile.TemporaryDirectory(prefix="overhead-") as out:
@@ -264,7 +266,7 @@ def ray(
     run: str, config: dict[str, Any], scratch: Path, name: str, timeout: float, driver: tuple[str, ...] | None
 ) -> tuple[Timing, float, int]:
     """The trials through ``run_search.py``; also its process wall time and one checkpoint's size."""
-    from reports import read_experiment
+    from tuning.store import read_experiment
 
     done = run_search(config, "grid", scratch, name, driver=driver, timeout=timeout)
     record = read_experiment(done.path)

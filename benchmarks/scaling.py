@@ -118,7 +118,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from reports import read_experiment
+    from tuning.store import read_experiment
 
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             trials = ray_trials(record)
             span = max(t.end for t in trials) - min(t.start for t in trials)
             trial_s = [float(t.rows[-1]["time_total_s"]) for t in trials]
-            runs.append(Run(n, float(stage["ended"]) - float(stage["started"]), span, trial_s))
+            runs.append(Run(n, (stage.ended or stage.started) - stage.started, span, trial_s))
             print(f"[{NAME}] {runs[-1]}", file=sys.stderr, flush=True)
     print(header("Parallel trials on one machine", NAME, argv))
     print(

@@ -199,7 +199,7 @@ def experiment(key: str, args: argparse.Namespace, seed: int | None) -> dict[str
 
 def outcome(key: str, seed: int | None, path: Path) -> Outcome:
     """A finished run's epoch results, read back from storage."""
-    from reports import read_experiment
+    from tuning.store import read_experiment
 
     record = read_experiment(path)
     results = [

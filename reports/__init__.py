@@ -1,10 +1,13 @@
-"""The report module: read an experiment back from storage, rank its trials, render markdown."""
+"""The report module: read an experiment back from storage, render markdown and figures.
+
+Everything it reads comes from ``tuning.store`` (the stored records) and ``tuning.ranking``
+(the order the search itself used); this package only presents them.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from reports.disk import measure
 from reports.figures import (
     FIGURE_FILES,
     compare_chart,
@@ -13,36 +16,23 @@ from reports.figures import (
     pareto_scatter,
 )
 from reports.importance import experiment_importances
-from reports.rank import Row, pareto_front, rank, to_rows
-from reports.records import ExperimentRecord, TrialRecord, read_experiment
 from reports.render import render
 from reports.summary import method_rows
+from tuning.ranking import pareto_front, to_rows
+from tuning.store import REPORT_FILE, ExperimentRecord, measure, read_experiment
 
-REPORT_FILE = "report.md"
-
-__all__ = [
-    "ExperimentRecord",
-    "Row",
-    "TrialRecord",
-    "pareto_front",
-    "rank",
-    "read_experiment",
-    "render",
-    "to_rows",
-    "write_report",
-]
+__all__ = ["read_experiment", "render", "write_report"]
 
 
 def write_figures(record: ExperimentRecord) -> dict[str, str]:
     """Draw every figure the record has data for beside ``report.md``; name -> file name."""
     folder = record.path
-    metric = record.meta.get("config", {}).get("search", {}).get("metric", "pearson")
-    rows = to_rows(record.trials, metric, "min" if metric == "mse" else "max")
+    rows = to_rows(record.trials, record.metric)
     drawn = {
         "compare": compare_chart(method_rows(record), folder),
         "pareto": pareto_scatter(rows, pareto_front(rows), folder),
         "importance": importance_chart(experiment_importances(record), folder),
-        "curves": learning_curves(record.trials, [s["stage"] for s in record.stages], folder),
+        "curves": learning_curves(record.trials, [s.stage for s in record.stages], folder),
     }
     return {name: file for name, file in drawn.items() if file}
 

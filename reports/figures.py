@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from reports.importance import METRICS, Importance
-from reports.rank import Row
-from reports.records import TrialRecord
+from tuning.ranking import Row
+from tuning.store import TrialRecord, TrialStatus
 
 COMPARE_PNG = "compare.png"
 CURVES_PNG = "learning_curves.png"
@@ -22,7 +22,7 @@ IMPORTANCE_PNG = "importance.png"
 FIGURE_FILES = (COMPARE_PNG, CURVES_PNG, PARETO_PNG, IMPORTANCE_PNG)
 
 # How each way a trial ended is marked at its last epoch: (marker, colour, legend text).
-END_MARKERS = {
+END_MARKERS: dict[TrialStatus, tuple[str, str | None, str]] = {
     "finished": ("o", None, "finished"),
     "stopped": ("X", "tab:red", "stopped early by ASHA"),
     "budget": ("D", "tab:orange", "stopped by the time budget"),

@@ -15,7 +15,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from reports.records import ExperimentRecord, TrialRecord
+from tuning.store import ExperimentRecord, StageRecord, TrialRecord
 
 MIN_TRIALS = 4
 """Fewer trials with a score than this and importance is noise: the section says so instead."""
@@ -42,29 +42,28 @@ class Importance:
     """Metrics left out, and why (e.g. every trial had the same F1)."""
 
 
-def _number(value: Any) -> Any:
-    # YAML 1.1 reads ``1e-5`` as a string; spaces.py accepts it as a number, so does this.
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
+def distribution(spec: Any, name: str | None = None) -> Any:
+    """A ``space`` entry of ``stage.json`` -> Optuna distribution; ``None`` for a fixed value.
 
-
-def distribution(spec: Any) -> Any:
-    """A ``space`` entry of ``stage.json`` -> Optuna distribution; ``None`` for a fixed value."""
+    The entry is read by ``tuning.spaces.parse_domain`` (the one reader of the space grammar);
+    with the hyperparameter's ``name``, listed values are read as its type, as the trials got them.
+    An entry it refuses (a hand-edited file) counts as not searched.
+    """
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    if not isinstance(spec, dict):
+    from tuning.spaces import parse_domain  # here: importing it imports Ray Tune
+
+    try:
+        domain = parse_domain(spec, name)
+    except ValueError:
         return None
-    kind = spec.get("type")
-    if kind in ("choice", "grid"):
-        return CategoricalDistribution([_number(v) for v in spec["values"]])
-    low, high = float(_number(spec["low"])), float(_number(spec["high"]))
-    if kind == "randint":
-        return IntDistribution(int(low), int(high))
-    return FloatDistribution(low, high, log=kind == "loguniform")
+    if domain is None:
+        return None
+    if domain.kind in ("choice", "grid"):
+        return CategoricalDistribution(list(domain.values))
+    if domain.kind == "randint":
+        return IntDistribution(int(domain.low), int(domain.high))
+    return FloatDistribution(domain.low, domain.high, log=domain.kind == "loguniform")
 
 
 def top_count(values: list[float]) -> int:
@@ -82,13 +81,13 @@ def top_count(values: list[float]) -> int:
     return min(cuts, key=lambda k: (abs(k - want), k))
 
 
-def _frozen(trials: list[TrialRecord], dists: dict[str, Any], metric: str, by: str, mode: str) -> list[Any]:
+def _frozen(trials: list[TrialRecord], dists: dict[str, Any], metric: str, by: str) -> list[Any]:
     """FrozenTrials of the trials with a score whose values all lie in the distributions."""
     import optuna
 
     out = []
     for t in trials:
-        best = t.best(by, mode)
+        best = t.best(by)
         value = best.get(metric) if best else None
         params = {k: t.params.get(k) for k in dists}
         if value is None or not math.isfinite(value) or any(v is None for v in params.values()):
@@ -100,25 +99,23 @@ def _frozen(trials: list[TrialRecord], dists: dict[str, Any], metric: str, by: s
     return out
 
 
-def stage_importance(
-    stage: dict[str, Any], trials: list[TrialRecord], by: str = "pearson", mode: str = "max"
-) -> Importance:
+def stage_importance(stage: StageRecord, trials: list[TrialRecord], by: str = "pearson") -> Importance:
     """Importances of the stage's searched hyperparameters for validation Pearson and F1.
 
     Args:
-        stage: the stage's ``stage.json`` (``stage``, ``space``, ``scheduler``).
+        stage: the stage's record (``stage``, ``space``, ``scheduler``).
         trials: the stage's trials; each one counts with its best epoch by ``by`` (an ASHA-stopped
             trial with the best epoch it reached), failed trials without a score do not count.
-        by, mode: the search metric that picks each trial's best epoch.
+        by: the search metric that picks each trial's best epoch.
     """
-    name = stage["stage"]
-    if stage.get("scheduler") == "PopulationBasedTraining":
+    name = stage.stage
+    if stage.scheduler == "PopulationBasedTraining":
         return Importance(
             name, skipped="PBT changes hyperparameters during a trial, so no value belongs to one setting."
         )
-    dists = {k: distribution(v) for k, v in sorted((stage.get("space") or {}).items())}
+    dists = {k: distribution(v, k) for k, v in sorted(stage.space.items())}
     dists = {k: d for k, d in dists.items() if d is not None and not d.single()}
-    scored = [t for t in trials if (t.best(by, mode) or {}).get(METRICS[0]) is not None]
+    scored = [t for t in trials if (t.best(by) or {}).get(METRICS[0]) is not None]
     # 1. Hyperparameters that took at least two values among the scored trials.
     varying = [k for k in dists if len({repr(t.params.get(k)) for t in scored}) > 1]
     if len(varying) < 2:
@@ -132,7 +129,7 @@ def stage_importance(
         )
     dists = {k: dists[k] for k in varying}
     # 2. Trials as Optuna sees them, one list per metric.
-    frozen = {m: _frozen(scored, dists, m, by, mode) for m in METRICS}
+    frozen = {m: _frozen(scored, dists, m, by) for m in METRICS}
     n = len(frozen[METRICS[0]])
     if n < MIN_TRIALS:
         return Importance(
@@ -183,11 +180,7 @@ def _ped_anova(trials: list[Any], quantile: float) -> dict[str, float]:
 
 def experiment_importances(exp: ExperimentRecord) -> list[Importance]:
     """Every stage's importances (or why not), in the order the stages ran."""
-    out = []
-    for stage in exp.stages:
-        trials = [t for t in exp.trials if t.stage == stage["stage"]]
-        out.append(stage_importance(stage, trials, stage.get("metric", "pearson"), stage.get("mode", "max")))
-    return out
+    return [stage_importance(s, exp.stage_trials(s.stage), s.metric) for s in exp.stages]
 
 
 def domain_text(spec: Any) -> str:

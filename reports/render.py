@@ -9,36 +9,49 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from reports.disk import human
 from reports.importance import EVALUATOR, METRICS, Importance, domain_text, experiment_importances
-from reports.rank import Row, pareto_front, rank, to_rows
-from reports.records import ExperimentRecord
 from reports.stages import compare_section, seeds_section, stages_section
-from reports.tables import STATUS_TEXT, fmt, ranking_table, table
+from reports.tables import STATUS_TEXT, fmt, human, ranking_table, table
+from tuning.ranking import Row, pareto_front, rank, to_rows
+from tuning.store import ExperimentRecord, TestScore, Untuned
 
 
 def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
     """The experiment's report as markdown; ``figures`` maps figure names to files beside it."""
     figures = figures or {}
-    meta = exp.meta
-    config = meta.get("config", {})
-    search = config.get("search", {})
-    metric = search.get("metric", "pearson")
-    mode = "min" if metric == "mse" else "max"
-    rows = to_rows(exp.trials, metric, mode)
-    params = sorted({p for s in exp.stages for p in s.get("searched", [])})
-    out = [f"# Tuning report: {config.get('name', '?')}", ""]
+    rows = to_rows(exp.trials, exp.metric)
+    params = sorted({p for s in exp.stages for p in s.searched})
+    importances = experiment_importances(exp)
+    out = [f"# Tuning report: {exp.meta.config.get('name', '?')}", ""]
+    out += summary_section(exp, rows, importances)  # 1. what ran and what won
+    out += test_scores_section(exp)  # 2. the winners on the test split(s)
+    out += compare_section(exp, figures)  # 3. what a comparing, seeded or staged method did
+    out += seeds_section(exp)
+    if len(exp.stages) > 1:
+        out += stages_section(exp, rows)
+    out += rankings_section(rows, params, figures)  # 4. every trial, ranked
+    out += importance_section(exp, importances, figures)  # 5. why: importance, learning curves
+    out += curves_section(figures)
+    out += tensorboard_section(exp.meta.tensorboard_dir)  # 6. monitoring, disk, reproducibility
+    out += disk_section(exp)
+    out += reproducibility_section(exp)
+    return "\n".join(out)
 
-    # 1. Summary: what ran and what won.
+
+def summary_section(exp: ExperimentRecord, rows: list[Row], importances: list[Importance]) -> list[str]:
+    """The method, model and data; trial counts; the best by Pearson and by F1; the untuned
+    start; how the budget was spent; the most important hyperparameter."""
+    config, meta = exp.meta.config, exp.meta
+    model, data = config.get("model", {}), config.get("data", {})
     counts = {s: sum(r.status == s for r in rows) for s in STATUS_TEXT}
     best_p = rank(rows, "pearson")[0] if rows else None
     best_f = rank(rows, "f1")[0] if rows else None
-    out += [
-        f"- Method: **{config.get('method', '?')}**; model `{config.get('model', {}).get('name_or_path', '?')}` "
-        f"({config.get('model', {}).get('architecture', '?')}); data `{config.get('data', {}).get('source', '?')}`.",
+    out = [
+        f"- Method: **{config.get('method', '?')}**; model `{model.get('name_or_path', '?')}` "
+        f"({model.get('architecture', '?')}); data `{data.get('source', '?')}`.",
         f"- Trials: {len(rows)} ({', '.join(f'{n} {STATUS_TEXT[s]}' for s, n in counts.items() if n)}); "
-        f"trial-epochs trained: {sum(r.epochs_run for r in rows)}; wall time: {meta.get('wall_time_s', 0) / 60:.1f} min.",
-        f"- Trials are ranked by each one's best epoch by validation **{metric}** (the checkpoint it keeps).",
+        f"trial-epochs trained: {sum(r.epochs_run for r in rows)}; wall time: {(meta.wall_time_s or 0) / 60:.1f} min.",
+        f"- Trials are ranked by each one's best epoch by validation **{exp.metric}** (the checkpoint it keeps).",
     ]
     if best_p and best_p.metrics:
         out.append(
@@ -50,12 +63,10 @@ def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
             f"- Best by F1: `{best_f.stage}/{best_f.trial_id}` — F1 {fmt(best_f.metrics['f1'])}, "
             f"Pearson {fmt(best_f.metrics.get('pearson', float('nan')))}, with {_params(best_f)}."
         )
-    untuned = meta.get("untuned")
-    top = [w for w in exp.test_scores if w.get("role", "top") == "top"]
-    if untuned and best_p and best_p.metrics:
-        out.append(untuned_line(untuned, best_p.metrics["pearson"], top[0] if top else None))
+    top = _top(exp)
+    if meta.untuned and best_p and best_p.metrics:
+        out.append(untuned_line(meta.untuned, best_p.metrics["pearson"], top[0] if top else None))
     out += budget_lines(exp)
-    importances = experiment_importances(exp)
     decisive = [
         f"{i.params[0]} in `{i.stage}` ({fmt(i.values['pearson'][i.params[0]])})"
         for i in importances
@@ -63,39 +74,40 @@ def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
     ]
     if decisive:
         out.append(f"- Most important hyperparameter for validation Pearson: {'; '.join(decisive)}.")
-    out.append("")
+    return [*out, ""]
 
-    # 2. Test scores of the winners.
-    if top:
-        splits = list(top[0]["test"])
-        header = ["trial", "validation pearson", "validation f1"]
-        header += [f"{s} {m}" for s in splits for m in ("pearson", "f1")]
-        body = [
-            [
-                f"{w['stage']}/{w['trial_id']}",
-                w["validation"].get("pearson", "-"),
-                w["validation"].get("f1", "-"),
-            ]
-            + [w["test"][s][m] for s in splits for m in ("pearson", "f1")]
-            for w in top
+
+def _top(exp: ExperimentRecord) -> list[TestScore]:
+    return [w for w in exp.test_scores if w.role == "top"]
+
+
+def test_scores_section(exp: ExperimentRecord) -> list[str]:
+    """The best configurations' test scores, and where the winner was exported."""
+    top = _top(exp)
+    if not top:
+        return []
+    splits = list(top[0].test)
+    header = ["trial", "validation pearson", "validation f1"]
+    header += [f"{s} {m}" for s in splits for m in ("pearson", "f1")]
+    body = [
+        [f"{w.stage}/{w.trial_id}", w.validation.get("pearson", "-"), w.validation.get("f1", "-")]
+        + [w.test[s][m] for s in splits for m in ("pearson", "f1")]
+        for w in top
+    ]
+    out = ["## Test scores of the best configurations", "", table(header, body), ""]
+    if exp.meta.best_model:
+        out += [
+            f"The winner is exported to `{exp.meta.best_model}`: a sentence-transformers folder with a "
+            "model card (load with `SentenceTransformer(dir)` for `bi`, `CrossEncoder(dir)` for `cross`, "
+            "or `STSModel.from_pretrained(dir)`).",
+            "",
         ]
-        out += ["## Test scores of the best configurations", "", table(header, body), ""]
-        if meta.get("best_model"):
-            out += [
-                f"The winner is exported to `{meta['best_model']}`: a sentence-transformers folder with a "
-                "model card (load with `SentenceTransformer(dir)` for `bi`, `CrossEncoder(dir)` for `cross`, "
-                "or `STSModel.from_pretrained(dir)`).",
-                "",
-            ]
+    return out
 
-    # 3. What a staged, seeded or comparing method did.
-    out += compare_section(exp, figures)
-    out += seeds_section(exp)
-    if len(exp.stages) > 1:
-        out += stages_section(exp, rows)
 
-    # 4. Rankings.
-    out += ["## Ranking by validation F1", "", ranking_table(rows, "f1", params), ""]
+def rankings_section(rows: list[Row], params: list[str], figures: dict[str, str]) -> list[str]:
+    """Every trial ranked by validation F1 and by Pearson, and the Pareto front of the two."""
+    out = ["## Ranking by validation F1", "", ranking_table(rows, "f1", params), ""]
     out += ["## Ranking by validation Pearson", "", ranking_table(rows, "pearson", params), ""]
     front = pareto_front(rows)
     if front:
@@ -111,52 +123,53 @@ def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
         ]
         if figures.get("pareto"):
             out += [f"![Pearson against F1, Pareto front highlighted]({figures['pareto']})", ""]
+    return out
 
-    # 5. Why: hyperparameter importance, and how every trial learned.
-    out += importance_section(exp, importances)
-    if figures.get("importance"):
-        out += [f"![Hyperparameter importance]({figures['importance']})", ""]
-    if figures.get("curves"):
-        out += [
-            "## Learning curves",
-            "",
-            "Validation Pearson at every report (each epoch, or every `training.eval_every_pairs` pairs), one line per trial; the last point shows how the "
-            "trial ended (a red cross: stopped early by ASHA).",
-            "",
-            f"![Learning curves]({figures['curves']})",
-            "",
-        ]
 
-    # 6. Monitoring, disk and reproducibility.
-    out += tensorboard_section(meta.get("tensorboard_dir"))
-    out += disk_section(exp)
-    out += ["## Reproducibility", ""]
-    for key, label in (
-        ("command", "Command"),
-        ("git_commit", "Git commit"),
-        ("data_fingerprint", "Data fingerprint"),
-        ("data_sizes", "Split sizes"),
-        ("machine", "Machine"),
-        ("ray_resources", "Ray resources"),
-        ("versions", "Package versions"),
+def curves_section(figures: dict[str, str]) -> list[str]:
+    """The learning-curves figure, when drawn."""
+    if not figures.get("curves"):
+        return []
+    return [
+        "## Learning curves",
+        "",
+        "Validation Pearson at every report (each epoch, or every `training.eval_every_pairs` pairs), one line per trial; the last point shows how the "
+        "trial ended (a red cross: stopped early by ASHA).",
+        "",
+        f"![Learning curves]({figures['curves']})",
+        "",
+    ]
+
+
+def reproducibility_section(exp: ExperimentRecord) -> list[str]:
+    """Command, commit, data fingerprint, machine, versions, devices, and the resolved config."""
+    meta = exp.meta
+    out = ["## Reproducibility", ""]
+    for label, value in (
+        ("Command", meta.command or None),
+        ("Git commit", meta.git_commit),
+        ("Data fingerprint", meta.data_fingerprint or None),
+        ("Split sizes", meta.data_sizes or None),
+        ("Machine", meta.machine or None),
+        ("Ray resources", meta.ray_resources),
+        ("Package versions", meta.versions or None),
     ):
-        if meta.get(key) is not None:
-            out.append(f"- {label}: `{meta[key]}`")
+        if value is not None:
+            out.append(f"- {label}: `{value}`")
     devices = Counter(str(e["device"]) for t in exp.trials for e in t.epochs[:1] if e.get("device"))
     if devices:
         out.append("- Trials trained on: " + ", ".join(f"`{d}` ({n})" for d, n in sorted(devices.items())))
-    out += ["", "Resolved configuration:", "", "```json", _json(config), "```", ""]
-    return "\n".join(out)
+    return [*out, "", "Resolved configuration:", "", "```json", _json(meta.config), "```", ""]
 
 
-def untuned_line(untuned: dict[str, Any], best: float, winner: dict[str, Any] | None = None) -> str:
+def untuned_line(untuned: Untuned, best: float, winner: TestScore | None = None) -> str:
     """How the winner compares with the pretrained model before any fine-tuning, on validation
     and on every test split both were scored on; says plainly whether tuning won."""
-    start = untuned["validation"]["pearson"]
+    start = untuned.validation["pearson"]
     pairs = [("validation", best, start)]
-    for split, metrics in (winner or {}).get("test", {}).items():
-        if split in untuned.get("test", {}):
-            pairs.append((split, metrics["pearson"], untuned["test"][split]["pearson"]))
+    for split, metrics in (winner.test if winner else {}).items():
+        if split in untuned.test:
+            pairs.append((split, metrics["pearson"], untuned.test[split]["pearson"]))
     shown = "; ".join(
         f"{split} {fmt(tuned)} vs {fmt(base)} ({tuned - base:+.4f})" for split, tuned, base in pairs
     )
@@ -166,34 +179,29 @@ def untuned_line(untuned: dict[str, Any], best: float, winner: dict[str, Any] | 
         if not lost
         else f"tuning did NOT beat the untuned model on {', '.join(lost)}"
     )
-    return f"- Untuned start ({untuned['what']}), Pearson, winner vs untuned: {shown}: **{verdict}**."
+    return f"- Untuned start ({untuned.what}), Pearson, winner vs untuned: {shown}: **{verdict}**."
 
 
 def budget_lines(exp: ExperimentRecord) -> list[str]:
     """How the search spent its budget: ASHA's rungs in training pairs, and the time budget."""
     out = []
     for stage in exp.stages:
-        asha, every = stage.get("asha"), stage.get("eval_every_pairs")
-        n = stage.get("train_pairs")
+        asha, every, n = stage.asha, stage.eval_every_pairs, stage.train_pairs
         if asha and n:
-            rungs = ", ".join(f"{r:,} ({r / n:.3g} epochs)" for r in asha["rungs"]) or "none"
+            rungs = ", ".join(f"{r:,} ({r / n:.3g} epochs)" for r in asha.rungs) or "none"
             out.append(
-                f"- `{stage['stage']}`: ASHA counts training pairs seen: grace period {asha['grace_period']:,} "
-                f"pairs, rungs at {rungs}, largest budget {asha['max_t']:,} pairs "
-                f"({asha['max_t'] / n:.3g} epochs of {n:,}); a trial reports every "
+                f"- `{stage.stage}`: ASHA counts training pairs seen: grace period {asha.grace_period:,} "
+                f"pairs, rungs at {rungs}, largest budget {asha.max_t:,} pairs "
+                f"({asha.max_t / n:.3g} epochs of {n:,}); a trial reports every "
                 + (f"{every:,} pairs." if every else "epoch.")
             )
-        budget = stage.get("time_budget_s")
+        budget = stage.time_budget_s
         if budget:
-            trials = [t for t in exp.trials if t.stage == stage["stage"]]
+            trials = exp.stage_trials(stage.stage)
             spent = sum(float(t.epochs[-1].get("elapsed_s", 0)) for t in trials if t.epochs)
-            ended = (
-                "it ended the search"
-                if stage.get("ended_by") == "time_budget"
-                else "the search ended before it"
-            )
+            ended = "it ended the search" if stage.ended_by == "time_budget" else "the search ended before it"
             out.append(
-                f"- `{stage['stage']}`: time budget {budget / 60:.1f} min; {ended}. Trials trained "
+                f"- `{stage.stage}`: time budget {budget / 60:.1f} min; {ended}. Trials trained "
                 f"{spent / 60:.1f} trial-minutes in all: "
                 + ", ".join(
                     f"`{t.trial_id}` {float(t.epochs[-1].get('elapsed_s', 0)) / 60:.1f} min "
@@ -206,9 +214,11 @@ def budget_lines(exp: ExperimentRecord) -> list[str]:
     return out
 
 
-def importance_section(exp: ExperimentRecord, importances: list[Importance]) -> list[str]:
+def importance_section(
+    exp: ExperimentRecord, importances: list[Importance], figures: dict[str, str]
+) -> list[str]:
     """Per stage: how much each varied hyperparameter decided validation Pearson and F1, or why
-    that was not computed."""
+    that was not computed; the importance figure, when drawn."""
     if not importances:
         return []
     out = [
@@ -220,10 +230,9 @@ def importance_section(exp: ExperimentRecord, importances: list[Importance]) -> 
         "Each trial counts with its kept epoch, a trial stopped by ASHA with the best epoch it reached.",
         "",
     ]
-    stages = {s["stage"]: s for s in exp.stages}
     for imp in (i for i in importances if not i.skipped):
-        space = stages[imp.stage].get("space") or {}
-        winner = (stages[imp.stage].get("winner") or {}).get("params", {})
+        stage = exp.stage(imp.stage)
+        space, winner = stage.space, stage.winner.params if stage.winner else {}
         body = [
             [
                 p,
@@ -250,6 +259,8 @@ def importance_section(exp: ExperimentRecord, importances: list[Importance]) -> 
     skipped = [i for i in importances if i.skipped]
     if skipped:
         out += [f"- Not computed for `{i.stage}`: {i.skipped}" for i in skipped] + [""]
+    if figures.get("importance"):
+        out += [f"![Hyperparameter importance]({figures['importance']})", ""]
     return out
 
 

@@ -3,60 +3,57 @@ method comparison. Pure: each returns markdown lines."""
 
 from __future__ import annotations
 
-from reports.rank import Row
-from reports.records import ExperimentRecord
 from reports.summary import method_rows, seed_spread, stage_cost
 from reports.tables import fmt, mean_std, ranking_table, table
+from tuning.ranking import Row
+from tuning.store import ExperimentRecord
 
 
 def stages_section(exp: ExperimentRecord, rows: list[Row]) -> list[str]:
     """One table per stage with what it searched, what it carried forward, and its winner."""
     out = ["## Stages", ""]
     for stage in exp.stages:
-        name = stage["stage"]
-        trials = [t for t in exp.trials if t.stage == name]
-        cost = stage_cost(stage, trials)
+        name = stage.stage
+        cost = stage_cost(stage, exp.stage_trials(name))
         out += [f"### {name}", ""]
-        searched = ", ".join(stage.get("searched", [])) or "nothing (fixed configuration)"
+        searched = ", ".join(stage.searched) or "nothing (fixed configuration)"
         out.append(
             f"- Searched: {searched}; {cost['trials']} trials, {cost['trial_epochs']} trial-epochs, "
-            f"{cost['wall_s'] / 60:.1f} min wall; status {stage.get('status', '?')}."
+            f"{cost['wall_s'] / 60:.1f} min wall; status {stage.status}."
         )
-        for key, source in (stage.get("carried") or {}).items():
+        for key, source in stage.carried.items():
             out.append(
-                f"- Carried forward: {key} = {fmt(source['value'])} (winner of stage {source['from_stage']}, trial {source['trial_id']})."
+                f"- Carried forward: {key} = {fmt(source.value)} (winner of stage {source.from_stage}, trial {source.trial_id})."
             )
-        if stage.get("repeats"):
-            out.append(f"- Repeats: {stage['repeats']} over seeds.")
-        winner = stage.get("winner")
+        if stage.repeats:
+            out.append(f"- Repeats: {stage.repeats} over seeds.")
+        winner = stage.winner
         if winner:
-            shown = (
-                ", ".join(f"{k}={fmt(v)}" for k, v in winner["params"].items()) or "the fixed configuration"
-            )
+            shown = ", ".join(f"{k}={fmt(v)}" for k, v in winner.params.items()) or "the fixed configuration"
             out.append(
-                f"- Winner: `{name}/{winner['trial_id']}` ({winner['metric']} {fmt(winner['value'])}): {shown}."
+                f"- Winner: `{name}/{winner.trial_id}` ({winner.metric} {fmt(winner.value)}): {shown}."
             )
         stage_rows = [r for r in rows if r.stage == name]
-        out += ["", ranking_table(stage_rows, stage.get("metric", "pearson"), stage.get("searched", [])), ""]
+        out += ["", ranking_table(stage_rows, stage.metric, stage.searched), ""]
     return out
 
 
 def seeds_section(exp: ExperimentRecord) -> list[str]:
     """Mean ± std over seeds for every seed-repeat stage."""
-    stages = [s for s in exp.stages if s.get("role") == "seeds"]
+    stages = [s for s in exp.stages if s.role == "seeds"]
     if not stages:
         return []
-    spreads = {s["stage"]: seed_spread(s["stage"], exp) for s in stages}
+    spreads = {s.stage: seed_spread(s.stage, exp) for s in stages}
     splits = sorted({split for sp in spreads.values() for split in sp["test"]})
     header = ["stage", "repeats", "seeds", "validation pearson", "validation f1"]
     header += [f"{split} {m}" for split in splits for m in ("pearson", "f1")]
     body = []
     for s in stages:
-        sp = spreads[s["stage"]]
+        sp = spreads[s.stage]
         body.append(
             [
-                s["stage"],
-                s.get("repeats", "-"),
+                s.stage,
+                s.repeats or "-",
                 sp["validation"]["pearson"][2],
                 mean_std(sp["validation"]["pearson"]),
                 mean_std(sp["validation"]["f1"]),
@@ -99,7 +96,7 @@ def compare_section(exp: ExperimentRecord, figures: dict[str, str]) -> list[str]
                 round(c["cpu_s"]),
                 round(c["gpu_s"]),
                 f"{c['wall_s'] / 60:.1f}",
-                winner["value"] if winner else "-",
+                winner.value if winner else "-",
             ]
             + (
                 [mean_std(seeds["validation"]["pearson"]), mean_std(seeds["validation"]["f1"])]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from reports.rank import METRIC_COLUMNS, Row, rank
+from tuning.ranking import METRIC_COLUMNS, Row, rank
+from tuning.store import TrialStatus
 
-STATUS_TEXT = {
+STATUS_TEXT: dict[TrialStatus, str] = {
     "finished": "finished",
     "stopped": "stopped early (ASHA)",
     "budget": "stopped by the time budget",
@@ -27,6 +28,18 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def human(size: int) -> str:
+    """Bytes in binary units: ``512 B``, ``1.5 KiB``, ``12.3 MiB``, ``4.00 GiB``."""
+    if size < 1024:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024 or unit == "TiB":
+            return f"{value:.2f} {unit}" if value < 10 else f"{value:.1f} {unit}"
+    return f"{size} B"  # unreachable
 
 
 def mean_std(stat: tuple[float, float, int]) -> str:

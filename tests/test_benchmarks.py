@@ -28,6 +28,7 @@ from benchmarks import (
 )
 from tuning.config import SHARED_ENV, parse_experiment, validate
 from tuning.spaces import check_experiment
+from tuning.store import StageRecord
 
 
 def test_help_lists_every_benchmark():
@@ -132,7 +133,7 @@ def test_throughput_quick_and_default_sizes():
 
 
 def test_overhead_ray_timing_parts_add_up_to_the_wall_time():
-    stage = {"started": 100.0, "ended": 130.0}
+    stage = StageRecord(stage="s", status="done", started=100.0, ended=130.0)
     first = overhead.RayTrial(  # run_training 105-110
         first_eval=107.0,
         rows=[

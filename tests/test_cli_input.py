@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from run_search import build_experiment, parse_args
+from run_search import build_experiment, flag_overrides, parse_args
 from tests.conftest import run_cli
+from tuning.config import SECTIONS, ConfigError
 
 # A refusal takes seconds (imports); anything near this limit has started searching.
 REFUSED_WITHIN_S = 120
@@ -149,3 +150,89 @@ def test_smoke_test_keeps_an_explicit_num_samples_and_model(tmp_path: Path) -> N
 def test_smoke_test_alone_uses_the_tiny_model_and_two_samples(tmp_path: Path) -> None:
     exp = build_experiment(parse_args(["--profile", "cpu", "--smoke-test", "--storage", str(tmp_path)]))
     assert (exp.search.num_samples, exp.model.name_or_path) == (2, "builtin:tiny")
+
+
+# --- flags generated from the config fields (in process, but the one refusal) ------------------
+
+
+def test_a_generated_flag_lands_in_the_config(tmp_path: Path) -> None:
+    args = [
+        "--profile",
+        "cpu",
+        "--smoke-test",
+        "--training.learning_rate",
+        "3e-5",
+        "--training.lambda",
+        "0.25",
+    ]
+    exp = build_experiment(parse_args([*args, "--storage", str(tmp_path)]))
+    assert (exp.training.learning_rate, exp.training.mtl_lambda) == (3e-5, 0.25)
+    assert exp.overrides == {"training.learning_rate": 3e-5, "training.mtl_lambda": 0.25}
+
+
+def test_a_generated_flag_of_the_wrong_type_is_refused_naming_it(tmp_path: Path) -> None:
+    stderr = refused(
+        tmp_path, "--profile", "cpu", "--training.batch_size", "2.5", "--search.full_grid", "maybe"
+    )
+    assert stderr == (
+        "error: --training.batch_size must be a whole number, got 2.5.\n"
+        "--full-grid / --search.full_grid must be true or false, got 'maybe'.\n"
+    )
+
+
+def test_a_generated_flag_obeys_the_field_rule(tmp_path: Path) -> None:
+    args = parse_args(["--profile", "cpu", "--training.learning_rate", "-1", "--storage", str(tmp_path)])
+    with pytest.raises(ConfigError, match=r"training\.learning_rate must be > 0, got -1\.0\."):
+        build_experiment(args)
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--model", "builtin:tiny"], {"model.name_or_path": "builtin:tiny"}),
+        (["--seed", "7"], {"training.seed": 7, "search.seed": 7}),
+        (["--seed", "7", "--training.seed", "9"], {"training.seed": 9, "search.seed": 7}),
+        (["--num-samples", "5"], {"search.num_samples": 5}),
+        (["--cpus-per-trial", "2"], {"search.cpus_per_trial": 2.0}),
+        (["--gpus-per-trial", "0.5"], {"search.gpus_per_trial": 0.5}),
+        (["--max-concurrent-trials", "3"], {"search.max_concurrent_trials": 3}),
+        (["--time-budget", "1.5h"], {"search.time_budget": 5400.0}),
+        (["--top-k", "2"], {"search.top_k": 2}),
+        (["--seeds", "4"], {"search.seeds": 4}),
+        (["--full-grid"], {"search.full_grid": True}),
+        (["--data", "klue-sts"], {"data.source": "klue-sts"}),
+        (
+            ["--data", "pairs.csv", "--data.validation", "dev.csv"],
+            {
+                "data.source": "files",
+                "data.train": "pairs.csv",
+                "data.validation": "dev.csv",
+                "data.test": None,
+                "data.extra_test": {},
+            },
+        ),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else None,
+)
+def test_short_flags_set_what_they_always_set(flags: list[str], expected: dict[str, object]) -> None:
+    assert flag_overrides(parse_args(flags)) == expected
+
+
+def test_from_is_resolved_and_still_checked_against_the_method(tmp_path: Path) -> None:
+    args = parse_args(["--from", "runs/done"])
+    assert flag_overrides(args) == {"search.from_experiment": str(Path("runs/done").resolve())}
+    with pytest.raises(ConfigError, match="use it with --method seeds"):
+        build_experiment(parse_args(["--search.from_experiment", "runs/done", "--storage", str(tmp_path)]))
+
+
+def test_help_lists_the_flags_by_section(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    titles = [line for line in out.splitlines() if line.endswith("of the search-space file):")]
+    assert titles == [f"{s} (overrides `{s}:` of the search-space file):" for s in SECTIONS]
+    assert "Peak learning rate of AdamW." in out  # the field's docstring is its help
+    assert "--num-samples INT, --search.num_samples INT" in out
+    assert "--training.mtl_lambda FLOAT, --training.lambda FLOAT" in out
+    assert out.startswith("usage: run_search.py [--method METHOD]")

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
-from reports.records import STAGE_FILE, TRIALS_FILE, read_results
 from tests.cluster_util import RAY, LoopbackCluster, stop_process_group
+from tuning.store import STAGE_FILE, TRIALS_FILE, read_results
 
 REPO = Path(__file__).resolve().parent.parent
 CLUSTER_YAML = REPO / "cluster.yaml"

@@ -1,21 +1,34 @@
-"""Tests of tuning.config: parsing, coercion, ${SHARED}, file errors, validation, shipped files."""
+"""Tests of tuning.config: parsing, coercion, ${SHARED}, file errors, validation, shipped files,
+the flags generated from the fields, and the stored config --resume reads."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from tuning.config import (
+    SECTIONS,
     SHARED_ENV,
     ConfigError,
+    DataConfig,
     ExperimentConfig,
+    FieldKind,
     SearchConfig,
     TrainingConfig,
     apply_overrides,
+    config_flags,
+    experiment_from_dict,
+    field_docs,
+    field_kinds,
+    field_label,
+    field_names,
+    flag_value,
     load_experiment,
     make_smoke,
     parse_experiment,
+    read_number,
     resource_problems,
     shared_dir,
     validate,
@@ -565,3 +578,148 @@ def test_a_request_no_cluster_node_or_node_type_meets_is_named():
     (problem,) = node_problems(SearchConfig(cpus_per_trial=2, gpus_per_trial=2), nodes, "auto")
     assert problem.startswith("a trial asks for 2 CPUs and 2 GPUs")
     assert "most CPUs on one: 8; most GPUs: 1" in problem
+
+
+# --- types from the annotations --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cls", "name", "expected"),
+    [
+        (TrainingConfig, "learning_rate", FieldKind(float, False, "float")),
+        (DataConfig, "train_size", FieldKind(int, True, "int | None")),
+        (DataConfig, "extra_test", FieldKind(dict, False, "dict[str, str]")),
+        (SearchConfig, "full_grid", FieldKind(bool, False, "bool")),
+        (SearchConfig, "from_experiment", FieldKind(str, True, "str | None")),
+    ],
+)
+def test_field_kinds_come_from_the_annotations(cls: type, name: str, expected: FieldKind) -> None:
+    assert field_kinds(cls)[name] == expected
+
+
+def test_every_section_field_has_a_kind_and_a_docstring() -> None:
+    # A field's docstring is its flag's help: a field without one would be a flag without help.
+    for cls in SECTIONS.values():
+        assert set(field_kinds(cls)) == set(field_names(cls))
+        assert {n for n, doc in field_docs(cls).items() if doc} == set(field_names(cls)), cls.__name__
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(3, 3), (2.5, 2.5), ("1e-5", 1e-5), ("3", 3.0), (True, None), ("fast", None), (None, None), ([1], None)],
+)
+def test_read_number(value: object, expected: object) -> None:
+    number = read_number(value)
+    assert number == expected
+    assert type(number) is type(expected)
+
+
+# --- command-line flags generated from the fields ---------------------------------------------
+
+
+def test_every_field_is_a_flag_named_section_dot_field_with_its_docstring_as_help() -> None:
+    flags = {key: flag for flag in config_flags() for key in flag.keys if len(flag.keys) == 1}
+    expected = {f"{section}.{name}" for section, cls in SECTIONS.items() for name in field_names(cls)}
+    assert set(flags) == expected
+    for key, flag in flags.items():
+        assert f"--{key}" in flag.names
+        assert flag.section == key.split(".")[0]
+    assert flags["training.learning_rate"].help == "Peak learning rate of AdamW."
+    assert flags["training.mtl_lambda"].names == ("--training.mtl_lambda", "--training.lambda")
+    assert flags["search.full_grid"].switch and not flags["search.top_k"].switch
+
+
+def test_short_flags_are_declared_beside_their_fields() -> None:
+    short = {flag.names[0]: flag.keys for flag in config_flags() if not flag.names[0].count(".")}
+    assert short == {
+        "--model": ("model.name_or_path",),
+        "--num-samples": ("search.num_samples",),
+        "--max-concurrent-trials": ("search.max_concurrent_trials",),
+        "--cpus-per-trial": ("search.cpus_per_trial",),
+        "--gpus-per-trial": ("search.gpus_per_trial",),
+        "--top-k": ("search.top_k",),
+        "--seeds": ("search.seeds",),
+        "--full-grid": ("search.full_grid",),
+        "--from": ("search.from_experiment",),
+        "--time-budget": ("search.time_budget",),
+        "--seed": ("training.seed", "search.seed"),  # one flag, both seeds
+    }
+    assert field_label("search.top_k") == "search.top_k (--top-k)"
+    assert field_label("training.seed") == "training.seed (--seed)"
+    assert field_label("training.mtl_lambda") == "training.lambda"
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "expected"),
+    [
+        ("training.learning_rate", "3e-5", 3e-5),
+        ("training.batch_size", "16", 16),
+        ("search.cpus_per_trial", "2", 2.0),
+        ("search.full_grid", "true", True),
+        ("training.group_by_length", "false", False),
+        ("search.time_budget", "20m", 1200.0),
+        ("search.max_concurrent_trials", "null", None),
+        ("data.train", "null", None),
+        ("data.extra_test", "{klue_dev: k.json}", {"klue_dev": "k.json"}),
+        ("model.name_or_path", "1e5", "1e5"),  # a text field takes the text as typed
+        ("data.source", "null", "null"),  # ... even `null`, where null is not allowed
+    ],
+)
+def test_flag_value_is_read_as_the_same_yaml_value(key: str, text: str, expected: object) -> None:
+    value, problem = flag_value(key, text)
+    assert problem is None
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "expected"),
+    [
+        ("training.batch_size", "2.5", "batch_size must be a whole number, got 2.5."),
+        ("training.learning_rate", "fast", "learning_rate must be a number (float), got 'fast'."),
+        ("search.full_grid", "maybe", "full_grid must be true or false, got 'maybe'."),
+        ("training.seed", "null", "seed must be set (int), got null."),
+        ("data.columns", "[a, b]", "columns must be a mapping, got ['a', 'b']."),
+        ("search.time_budget", "soon", "time_budget: a duration must be a positive number"),
+    ],
+)
+def test_flag_value_of_the_wrong_type_is_the_yaml_message(key: str, text: str, expected: str) -> None:
+    _, problem = flag_value(key, text)
+    assert problem is not None and problem.startswith(expected)
+
+
+# --- experiment_from_dict (--resume reads experiment.json) ------------------------------------
+
+
+def test_stored_config_round_trips() -> None:
+    exp = parse_experiment(
+        {"training": {"lambda": 0.3}, "search": {"time_budget": "20m"}, "space": {"seed": 1}}, "f.yaml"
+    )
+    apply_overrides(exp, {"search.num_samples": 5})
+    stored = json.loads(json.dumps(exp.to_dict()))
+    assert experiment_from_dict(stored, "runs/x/experiment.json") == exp
+
+
+def test_stored_config_with_an_unknown_top_level_key_is_refused() -> None:
+    stored = {**ExperimentConfig().to_dict(), "sampler": "tpe"}
+    with pytest.raises(ConfigError) as err:
+        experiment_from_dict(stored, "runs/x/experiment.json")
+    message = str(err.value)
+    assert message.startswith("runs/x/experiment.json: config: unknown key 'sampler'; accepted keys: name,")
+    assert "probably written by another version of this tool" in message
+
+
+def test_stored_config_with_an_unknown_section_key_is_refused() -> None:
+    stored = ExperimentConfig().to_dict()
+    stored["training"]["label_smoothing"] = 0.1
+    stored["search"]["num_samples"] = "many"
+    with pytest.raises(ConfigError) as err:
+        experiment_from_dict(stored, "runs/x/experiment.json")
+    message = str(err.value)
+    assert (
+        "runs/x/experiment.json: config.training: unknown key 'label_smoothing'; accepted keys: " in message
+    )
+    assert "runs/x/experiment.json: config.search: num_samples must be a number (int), got 'many'." in message
+    assert message.endswith(
+        "probably written by another version of this tool: resume with that version, or start a new experiment."
+    )

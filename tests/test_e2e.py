@@ -36,14 +36,14 @@ def test_optuna_smoke_search_writes_a_ranked_report(smoke_run):
     # The CPU profile asks for no GPU: Ray hides any GPU from its trials.
     assert all(e["device"] == "cpu" for t in record.trials for e in t.epochs)
     assert "- Trials trained on: `cpu` (2)" in report
-    assert [s["stage"] for s in record.stages] == ["optuna"]
-    assert record.stages[0]["searched"] == ["batch_size", "learning_rate", "warmup_ratio", "weight_decay"]
+    assert [s.stage for s in record.stages] == ["optuna"]
+    assert record.stages[0].searched == ["batch_size", "learning_rate", "warmup_ratio", "weight_decay"]
     for trial in record.trials:
         assert trial.status in ("finished", "stopped")
         assert [e["epoch"] for e in trial.epochs] == list(range(1, len(trial.epochs) + 1))
         assert f"optuna/{trial.trial_id}" in report
     # The winners are scored on KorSTS test, all of KorSTS dev and KLUE-STS dev.
-    assert set(record.test_scores[0]["test"]) == {"test", "korsts_dev", "klue_dev"}
+    assert set(record.test_scores[0].test) == {"test", "korsts_dev", "klue_dev"}
 
 
 def test_smoke_search_saves_the_reproducibility_record(smoke_run):
@@ -59,7 +59,7 @@ def test_smoke_search_saves_the_reproducibility_record(smoke_run):
     report = (smoke_run / "report.md").read_text(encoding="utf-8")
     winner = read_experiment(smoke_run).test_scores[0]
     for split in ("test", "korsts_dev", "klue_dev"):
-        shown = f"{split} {fmt(winner['test'][split]['pearson'])} vs {fmt(untuned['test'][split]['pearson'])}"
+        shown = f"{split} {fmt(winner.test[split]['pearson'])} vs {fmt(untuned['test'][split]['pearson'])}"
         assert shown in report
 
 
@@ -71,7 +71,7 @@ def test_best_model_loads_and_scores_a_pair(smoke_run):
     scores = predict(model, tokenizer, [("한 남자가 춤을 추고 있다.", "남자가 춤을 춘다.")], max_length=64)
     assert scores.shape == (1,)
     best = json.loads((smoke_run / "best_model" / "best.json").read_text())
-    assert best["trial_id"] == read_experiment(smoke_run).test_scores[0]["trial_id"]
+    assert best["trial_id"] == read_experiment(smoke_run).test_scores[0].trial_id
 
 
 def test_report_is_rebuilt_from_storage_alone(smoke_run):
@@ -142,9 +142,9 @@ def test_losses_and_heads_are_searchable(tmp_path, shared):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     record = read_experiment(tmp_path / "obj")
-    by_stage = {s["stage"]: s for s in record.stages}
+    by_stage = {s.stage: s for s in record.stages}
     assert sorted(t.params["loss"] for t in record.trials if t.stage == "loss") == ["corr_mae", "mse"]
     assert sorted(t.params["head"] for t in record.trials if t.stage == "head") == ["multitask", "regression"]
-    assert by_stage["head"]["carried"]["loss"]["from_stage"] == "loss"
+    assert by_stage["head"].carried["loss"].from_stage == "loss"
     for trial in record.trials:
         assert trial.status == "finished" and all(e["loss"] == e["loss"] for e in trial.epochs)  # no NaN

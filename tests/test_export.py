@@ -15,12 +15,12 @@ from datasets import DatasetDict
 from sentence_transformers import CrossEncoder, SentenceTransformer
 from transformers import AutoTokenizer
 
-from reports.records import read_experiment
 from tuning.config import DataConfig, ModelConfig, TrainingConfig, shared_dir
 from tuning.metrics import compute_all
 from tuning.model import TINY, STSModel, predict
 from tuning.model_card import model_card
 from tuning.serving.scorer import ServedModel
+from tuning.store import TestScore, read_experiment
 from tuning.trial import TrialSettings, run_training
 from tuning.winners import export_best, load_checkpoint, score_trial
 
@@ -48,15 +48,18 @@ def splits(small_splits) -> DatasetDict:
 
 
 @pytest.fixture(scope="module", params=list(CASES))
-def exported(request, splits, tmp_path_factory) -> tuple[dict, Path]:
+def exported(request, splits, tmp_path_factory) -> tuple[TestScore, Path]:
     """A one-trial experiment trained for real (one epoch), scored and exported: (winner, folder)."""
     model, head, learning_rate = CASES[request.param]
     exp = tmp_path_factory.mktemp(request.param) / "exp"
     trial_dir = exp / "optuna" / "optuna_a1"
     trial_dir.mkdir(parents=True)
     training = TrainingConfig(num_epochs=1, batch_size=16, learning_rate=learning_rate, head=head)
-    config = {"data": asdict(DataConfig(train_size=64, validation_size=32)), "model": asdict(model)}
-    config |= asdict(training)
+    config = {
+        "data": asdict(DataConfig(train_size=64, validation_size=32)),
+        "model": asdict(model),
+        "training": asdict(training),
+    }
     (trial_dir / "params.json").write_text(json.dumps(config))
     rows = []
 
@@ -72,7 +75,8 @@ def exported(request, splits, tmp_path_factory) -> tuple[dict, Path]:
         "data_sizes": {name: len(split) for name, split in splits.items()},
     }
     (exp / "experiment.json").write_text(json.dumps(meta))
-    winner = score_trial(read_experiment(exp).trials[0], splits, "pearson", "max")
+    winner = score_trial(read_experiment(exp).trials[0], splits, "pearson")
+    assert winner is not None, "the trial kept no checkpoint"
     return winner, export_best(winner, exp)
 
 
@@ -96,7 +100,7 @@ def test_sentence_transformers_reproduce_the_reported_test_scores(exported, spli
     winner, folder = exported
     architecture = json.loads((folder / "sts_model.json").read_text())["architecture"]
     own, tokenizer = STSModel.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
-    trial, trial_tokenizer = load_checkpoint(winner["checkpoint"])  # what the report scored
+    trial, trial_tokenizer = load_checkpoint(winner.checkpoint)  # what the report scored
     for name in ("test", "klue_dev"):
         pairs, labels = pairs_and_labels(splits, name)
         scores = library_scores(folder, architecture, pairs)
@@ -109,7 +113,7 @@ def test_sentence_transformers_reproduce_the_reported_test_scores(exported, spli
         # rounding (~2e-7); next to the scores' tiny spread here (std ~1e-4 after a few steps)
         # that shows in Pearson, so for cross the scores themselves are compared (above).
         if architecture == "bi":
-            assert pearson == pytest.approx(winner["test"][name]["pearson"], abs=1e-6)
+            assert pearson == pytest.approx(winner.test[name]["pearson"], abs=1e-6)
 
 
 def test_the_folder_holds_its_own_sentence_transformers_configuration(exported):
@@ -158,11 +162,11 @@ def test_the_model_card_describes_the_winner(exported):
     results = {r["dataset"]["name"]: r for r in card["model-index"][0]["results"]}
     assert set(results) == {"KorSTS test", "KLUE-STS dev"}
     pearson = next(m for m in results["KorSTS test"]["metrics"] if m["type"] == "pearsonr")
-    assert pearson["value"] == round(winner["test"]["test"]["pearson"], 4)
+    assert pearson["value"] == round(winner.test["test"]["pearson"], 4)
     assert "| optuna | optuna-tpe | asha | 1 | learning_rate |" in body
     assert "trial `optuna/a1`" in body
-    assert f"| learning_rate (searched) | {winner['params']['learning_rate']:.4g} |" in body
-    assert f"| test | {winner['test']['test']['pearson']:.4f} |" in body
+    assert f"| learning_rate (searched) | {winner.params['learning_rate']:.4g} |" in body
+    assert f"| test | {winner.test['test']['pearson']:.4f} |" in body
     assert "| train | KorSTS train | 64 |" in body
     assert "python run_search.py serve runs/exp/best_model" in body
     loader = "SentenceTransformer" if architecture == "bi" else "CrossEncoder"

@@ -10,6 +10,7 @@ import yaml
 
 from reports import read_experiment
 from tests.conftest import run_cli
+from tuning.store import AshaBudget
 
 pytestmark = pytest.mark.e2e
 
@@ -41,12 +42,7 @@ def test_asha_counts_pairs_and_stops_trials_between_epochs(tmp_path, shared):
     record = read_experiment(tmp_path / "runs" / "rungs")
     stage = record.stages[0]
     # Grace 0.25 epoch of 64 pairs, then x2 up to the largest budget of 2 epochs (128 pairs).
-    assert stage["asha"] == {
-        "unit": "training pairs",
-        "grace_period": 16,
-        "max_t": 128,
-        "rungs": [16, 32, 64],
-    }
+    assert stage.asha == AshaBudget(unit="training pairs", grace_period=16, max_t=128, rungs=[16, 32, 64])
     for trial in record.trials:
         assert [e["pairs"] for e in trial.epochs] == [16 * (i + 1) for i in range(len(trial.epochs))]
     stopped = [t for t in record.trials if t.status == "stopped"]
@@ -68,7 +64,7 @@ def test_time_budget_ends_the_search_and_the_report_says_so(tmp_path, shared):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     exp_dir = tmp_path / "runs" / "budget"
     record = read_experiment(exp_dir)
-    assert record.stages[0]["ended_by"] == "time_budget"
+    assert record.stages[0].ended_by == "time_budget"
     reported = [t for t in record.trials if t.epochs]
     assert reported and all(t.status == "budget" and t.epochs[-1]["epoch"] < 500 for t in reported)
     meta = json.loads((exp_dir / "experiment.json").read_text())

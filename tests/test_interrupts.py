@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from reports.records import read_results
 from tests.conftest import REPO, run_cli, start_cli
+from tuning.store import read_results
 
 pytestmark = pytest.mark.e2e
 

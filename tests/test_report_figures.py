@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from reports.disk import DiskUsage, human, measure
 from reports.figures import (
     CURVES_PNG,
     IMPORTANCE_PNG,
@@ -18,8 +17,9 @@ from reports.figures import (
     pareto_scatter,
 )
 from reports.importance import Importance
-from reports.rank import pareto_front, to_rows
-from reports.records import TrialRecord
+from reports.tables import human
+from tuning.ranking import pareto_front, to_rows
+from tuning.store import DiskUsage, TrialRecord, measure
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

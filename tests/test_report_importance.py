@@ -16,7 +16,7 @@ from reports.importance import (
     stage_importance,
     top_count,
 )
-from reports.records import ExperimentRecord, TrialRecord
+from tuning.store import ExperimentMeta, ExperimentRecord, StageRecord, TrialRecord
 
 SPACE = {
     "learning_rate": {"type": "loguniform", "low": 1e-5, "high": 1e-3},
@@ -24,7 +24,9 @@ SPACE = {
     "weight_decay": {"type": "uniform", "low": 0.0, "high": 0.1},
     "seed": 42,
 }
-STAGE = {"stage": "optuna", "space": SPACE, "metric": "pearson", "mode": "max", "scheduler": "asha"}
+STAGE = StageRecord(
+    stage="optuna", status="done", space=SPACE, metric="pearson", mode="max", scheduler="asha"
+)
 BATCHES = [8, 32, 16, 16, 8, 32, 32, 16, 8, 16, 32, 8]
 DECAYS = [0.07, 0.01, 0.09, 0.03, 0.05, 0.02, 0.08, 0.06, 0.04, 0.0, 0.1, 0.035]
 
@@ -103,17 +105,17 @@ def test_fewer_than_two_varied_hyperparameters_are_skipped_with_the_reason() -> 
         trial(i, 0.1 * i, learning_rate=10 ** (-5 + i / 5), batch_size=16, weight_decay=0.0) for i in range(6)
     ]
     space = {**SPACE, "weight_decay": 0.0}  # fixed in the space; batch size never varied
-    imp = stage_importance({**STAGE, "space": space}, trials)
+    imp = stage_importance(STAGE.model_copy(update={"space": space}), trials)
     assert imp.skipped == "1 hyperparameter varied (learning_rate); importance compares at least 2."
 
 
 def test_a_stage_that_searched_nothing_says_so() -> None:
-    imp = stage_importance({"stage": "seeds", "space": {"seed": 42}}, [trial(1, 0.5)])
+    imp = stage_importance(StageRecord(stage="seeds", status="done", space={"seed": 42}), [trial(1, 0.5)])
     assert imp.skipped == "0 hyperparameters varied; importance compares at least 2."
 
 
 def test_pbt_is_skipped_because_values_change_during_a_trial() -> None:
-    imp = stage_importance({**STAGE, "scheduler": "PopulationBasedTraining"}, lr_decides())
+    imp = stage_importance(STAGE.model_copy(update={"scheduler": "PopulationBasedTraining"}), lr_decides())
     assert imp.skipped is not None and imp.skipped.startswith("PBT changes hyperparameters")
 
 
@@ -155,8 +157,8 @@ def test_top_count(values: list[float], count: int) -> None:
 
 
 def test_experiment_importances_are_per_stage_in_run_order() -> None:
-    second = {**STAGE, "stage": "later"}
-    exp = ExperimentRecord("/x", {}, [STAGE, second], lr_decides(), [])
+    second = STAGE.model_copy(update={"stage": "later"})
+    exp = ExperimentRecord("/x", ExperimentMeta(config={}), [STAGE, second], lr_decides(), [])
     result = experiment_importances(exp)
     assert [i.stage for i in result] == ["optuna", "later"]
     assert result[0].params[0] == "learning_rate"

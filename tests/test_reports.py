@@ -1,5 +1,6 @@
-"""Tests of reports: rows, rankings and the Pareto front on hand-written records, the markdown
-report, and reading an experiment back from a storage folder written by hand in Ray's layout."""
+"""Tests of reports: the markdown report of hand-written records, and reading an experiment back
+from a storage folder written by hand in Ray's and run_search.py's layout. (Rankings are tested in
+test_ranking.py, the stored records in test_store.py.)"""
 
 from __future__ import annotations
 
@@ -9,197 +10,20 @@ from typing import Any
 
 import pytest
 
-from reports import (
+from reports import read_experiment, render, write_report
+from tuning.store import (
+    DiskUsage,
+    ExperimentMeta,
     ExperimentRecord,
-    Row,
+    StageRecord,
+    TestScore,
     TrialRecord,
-    pareto_front,
-    rank,
-    read_experiment,
-    render,
-    to_rows,
-    write_report,
+    Winner,
 )
 
 
 def epoch(n: int, pearson: float | None, f1: float | None, **more: Any) -> dict[str, Any]:
     return {"epoch": n, "pearson": pearson, "f1": f1, **more}
-
-
-def row(trial_id: str, stage: str = "s", **metrics: float) -> Row:
-    return Row(
-        trial_id=trial_id,
-        stage=stage,
-        params={},
-        best_epoch=1 if metrics else None,
-        metrics=metrics,
-        epochs_run=1,
-        planned_epochs=1,
-        status="finished",
-    )
-
-
-def ids(rows: list[Row]) -> list[str]:
-    return [r.trial_id for r in rows]
-
-
-# --- TrialRecord.best ------------------------------------------------------------------------
-
-
-def test_best_is_the_epoch_with_the_highest_metric() -> None:
-    t = TrialRecord("a", "s", {}, epochs=[epoch(1, 0.5, 0.9), epoch(2, 0.7, 0.6), epoch(3, 0.6, 0.7)])
-    assert t.best("pearson", "max")["epoch"] == 2
-    assert t.best("f1", "max")["epoch"] == 1
-
-
-def test_best_with_mode_min_is_the_lowest() -> None:
-    t = TrialRecord(
-        "a", "s", {}, epochs=[{"epoch": 1, "mse": 2.0}, {"epoch": 2, "mse": 1.5}, {"epoch": 3, "mse": 1.8}]
-    )
-    assert t.best("mse", "min")["epoch"] == 2
-
-
-@pytest.mark.parametrize("mode", ["max", "min"])
-def test_best_takes_the_earliest_epoch_on_ties(mode: str) -> None:
-    t = TrialRecord(
-        "a", "s", {}, epochs=[epoch(1, 0.5, 0.1), epoch(2, 0.8, 0.1), epoch(3, 0.8, 0.1), epoch(4, 0.5, 0.1)]
-    )
-    assert t.best("pearson", mode)["epoch"] == (2 if mode == "max" else 1)
-
-
-def test_best_skips_epochs_without_the_metric() -> None:
-    t = TrialRecord("a", "s", {}, epochs=[epoch(1, None, 0.9), epoch(2, 0.1, 0.2)])
-    assert t.best("pearson", "max")["epoch"] == 2
-
-
-@pytest.mark.parametrize("epochs", [[], [epoch(1, None, 0.5)]], ids=["no-epochs", "metric-never-reported"])
-def test_best_is_none_without_a_scored_epoch(epochs: list[dict[str, Any]]) -> None:
-    assert TrialRecord("a", "s", {}, epochs=epochs).best("pearson", "max") is None
-
-
-def test_checkpoint_is_the_best_epochs_folder_if_storage_holds_it(tmp_path: Path) -> None:
-    (tmp_path / "checkpoint_000001").mkdir()
-    epochs = [
-        epoch(1, 0.5, 0.5, checkpoint_dir_name="checkpoint_000000"),
-        epoch(2, 0.7, 0.4, checkpoint_dir_name="checkpoint_000001"),
-    ]
-    t = TrialRecord("a", "s", {}, epochs=epochs, path=str(tmp_path))
-    assert t.checkpoint("pearson", "max") == str(tmp_path / "checkpoint_000001")
-    # Ray kept only the best checkpoint by pearson; the best by f1 is gone.
-    assert t.checkpoint("f1", "max") is None
-
-
-# --- to_rows ---------------------------------------------------------------------------------
-
-
-def test_to_rows_takes_each_trials_best_epoch_by_the_metric() -> None:
-    trials = [
-        TrialRecord(
-            "a",
-            "optuna",
-            {"learning_rate": 1e-5},
-            epochs=[
-                epoch(1, 0.5, 0.6, spearman=0.4, mse=2.0, loss=0.3),
-                epoch(2, 0.7, 0.5, spearman=0.6, mse=1.5, loss=0.2),
-            ],
-            planned_epochs=3,
-            status="stopped",
-        ),
-        TrialRecord(
-            "b", "optuna", {"learning_rate": 3e-5}, planned_epochs=3, status="failed", error="boom", retries=2
-        ),
-    ]
-    assert to_rows(trials, "pearson", "max") == [
-        Row(
-            trial_id="a",
-            stage="optuna",
-            params={"learning_rate": 1e-5},
-            best_epoch=2,
-            metrics={"pearson": 0.7, "f1": 0.5, "spearman": 0.6, "mse": 1.5},
-            epochs_run=2,
-            planned_epochs=3,
-            status="stopped",
-        ),
-        Row(
-            trial_id="b",
-            stage="optuna",
-            params={"learning_rate": 3e-5},
-            best_epoch=None,
-            metrics={},
-            epochs_run=0,
-            planned_epochs=3,
-            status="failed",
-            error="boom",
-            retries=2,
-        ),
-    ]
-
-
-def test_to_rows_with_mode_min_and_a_missing_metric() -> None:
-    t = TrialRecord("a", "s", {}, epochs=[epoch(1, 0.5, None, mse=2.0), epoch(2, 0.4, None, mse=1.0)])
-    (r,) = to_rows([t], "mse", "min")
-    assert r.best_epoch == 2
-    assert r.metrics == {"pearson": 0.4, "mse": 1.0}
-
-
-# --- rank ------------------------------------------------------------------------------------
-
-ROWS = [
-    row("d"),
-    row("c", pearson=0.8, f1=0.7, mse=1.2),
-    row("a", pearson=0.9, f1=0.6, mse=1.0),
-    row("b", pearson=0.8, f1=0.8, mse=1.2),
-    row("e", pearson=0.7),
-]
-
-
-def test_rank_by_f1() -> None:
-    assert ids(rank(ROWS, "f1")) == ["b", "c", "a", "d", "e"]
-
-
-def test_rank_by_pearson_breaks_ties_by_trial_id() -> None:
-    assert ids(rank(ROWS, "pearson")) == ["a", "b", "c", "e", "d"]
-
-
-def test_rank_with_mode_min_puts_the_lowest_first() -> None:
-    assert ids(rank(ROWS, "mse", "min")) == ["a", "b", "c", "d", "e"]
-
-
-def test_rank_puts_rows_without_the_metric_last_by_id() -> None:
-    rows = [row("z"), row("y", pearson=0.1), row("x")]
-    assert ids(rank(rows, "pearson")) == ["y", "x", "z"]
-    assert ids(rank(rows, "pearson", "min")) == ["y", "x", "z"]
-
-
-def test_rank_breaks_ties_by_stage_before_trial_id() -> None:
-    rows = [row("a", stage="s2", f1=0.5), row("b", stage="s1", f1=0.5)]
-    assert ids(rank(rows, "f1")) == ["b", "a"]
-
-
-def test_rank_of_nothing_is_nothing() -> None:
-    assert rank([], "pearson") == []
-
-
-# --- pareto_front ----------------------------------------------------------------------------
-
-
-def test_pareto_front_hand_computed() -> None:
-    rows = [
-        row("a", pearson=0.9, f1=0.5),
-        row("b", pearson=0.8, f1=0.7),
-        row("c", pearson=0.7, f1=0.7),  # b is better on pearson, equal on f1
-        row("d", pearson=0.6, f1=0.9),
-        row("e", pearson=0.85, f1=0.5),  # a is better on pearson, equal on f1
-        row("f", pearson=0.9, f1=0.5),  # equal to a: neither beats the other
-        row("g", pearson=0.5, f1=0.4),  # beaten by everything
-        row("h", f1=0.95),  # no pearson: not comparable
-    ]
-    assert ids(pareto_front(rows)) == ["a", "f", "b", "d"]
-
-
-def test_pareto_front_on_other_metrics() -> None:
-    rows = [row("a", pearson=0.9, spearman=0.5), row("b", pearson=0.8, spearman=0.4)]
-    assert ids(pareto_front(rows, ("pearson", "spearman"))) == ["a"]
 
 
 # --- render ----------------------------------------------------------------------------------
@@ -216,21 +40,20 @@ def table_after(markdown: str, heading: str) -> list[list[str]]:
 
 
 def experiment_record(trials: list[TrialRecord]) -> ExperimentRecord:
-    meta = {
-        "config": {
+    meta = ExperimentMeta(
+        config={
             "name": "demo",
             "method": "optuna",
             "model": {"name_or_path": "builtin:tiny", "architecture": "bi"},
             "data": {"source": "korsts"},
             "search": {"metric": "pearson"},
         },
-        "tensorboard_dir": "/runs/demo/tensorboard",
-        "command": "python run_search.py --method optuna",
-        "wall_time_s": 120.0,
-    }
-    return ExperimentRecord(
-        "/runs/demo", meta, [{"stage": "optuna", "searched": ["learning_rate"]}], trials, []
+        tensorboard_dir="/runs/demo/tensorboard",
+        command="python run_search.py --method optuna",
+        wall_time_s=120.0,
     )
+    stage = StageRecord(stage="optuna", status="done", searched=["learning_rate"])
+    return ExperimentRecord("/runs/demo", meta, [stage], trials, [])
 
 
 TRIALS = [
@@ -366,7 +189,6 @@ def storage(tmp_path: Path) -> Path:
     root = tmp_path / "demo"
     meta = {
         "config": {"name": "demo", "method": "optuna", "search": {"metric": "pearson"}},
-        "stages": ["optuna", "finetune"],
         "tensorboard_dir": str(root / "tensorboard"),
     }
     write_json(root / "experiment.json", meta)
@@ -416,10 +238,13 @@ def storage(tmp_path: Path) -> Path:
 def test_read_experiment_reads_meta_stages_in_run_order_and_test_scores(storage: Path) -> None:
     exp = read_experiment(storage)
     assert exp.path == str(storage)
-    assert exp.meta["config"]["name"] == "demo"
+    assert exp.meta.config["name"] == "demo"
+    assert exp.metric == "pearson"
     # The order the stages ran in (stage.json's start time), not the folders' alphabetical one.
-    assert [s["stage"] for s in exp.stages] == ["optuna", "finetune"]
-    assert exp.test_scores == TEST_SCORES
+    assert [s.stage for s in exp.stages] == ["optuna", "finetune"]
+    assert [s.status for s in exp.stages] == ["done", "interrupted"]
+    assert exp.test_scores == [TestScore.model_validate(s) for s in TEST_SCORES]
+    assert exp.test_scores[0].test["klue_dev"]["pearson"] == 0.5
 
 
 def test_read_experiment_classifies_every_trial(storage: Path) -> None:
@@ -511,14 +336,22 @@ def importance_record() -> ExperimentRecord:
         for i in range(12)
     ]
     exp = experiment_record(trials)
+    winner = Winner(
+        trial_id="t08",
+        params=trials[8].params,
+        metric="pearson",
+        value=0.9,
+        config_file="/runs/demo/optuna/optuna_t08/params.json",
+    )
     exp.stages = [
-        {
-            "stage": "optuna",
-            "searched": ["batch_size", "learning_rate"],
-            "space": space,
-            "metric": "pearson",
-            "winner": {"trial_id": "t08", "params": trials[8].params, "metric": "pearson", "value": 0.9},
-        }
+        StageRecord(
+            stage="optuna",
+            status="done",
+            searched=["batch_size", "learning_rate"],
+            space=space,
+            metric="pearson",
+            winner=winner,
+        )
     ]
     return exp
 
@@ -556,8 +389,6 @@ def test_render_has_the_tensorboard_cluster_command() -> None:
 
 
 def test_render_states_the_disk_used() -> None:
-    from reports.disk import DiskUsage
-
     exp = experiment_record(TRIALS)
     assert "## Disk" not in render(exp)
     exp.disk = DiskUsage(
@@ -589,3 +420,14 @@ def test_rebuilt_report_is_byte_identical(storage: Path) -> None:
     first = write_report(storage).read_text(encoding="utf-8")
     (storage / "report.md").unlink()
     assert write_report(storage).read_text(encoding="utf-8") == first
+
+
+def test_every_trial_status_has_its_words_and_its_marker() -> None:
+    """The report's tables and figures cover exactly the closed set of statuses a trial can have."""
+    from typing import get_args
+
+    from reports.figures import END_MARKERS
+    from reports.tables import STATUS_TEXT
+    from tuning.store import TrialStatus
+
+    assert set(STATUS_TEXT) == set(END_MARKERS) == set(get_args(TrialStatus))

@@ -17,8 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from reports.records import read_results
 from tests.conftest import REPO, run_cli
+from tuning.store import read_results
 
 pytestmark = pytest.mark.e2e
 
@@ -120,8 +120,8 @@ def test_killed_optuna_search_resumes_without_rerunning_or_restarting(tmp_path):
     state = pickle.loads(sorted(stage.glob("searcher-state-*.pkl"))[-1].read_bytes())
     completed = [t for t in state["_ot_study"].trials if t.state.name == "COMPLETE"]
     assert len(completed) == 4
-    first = json.loads((stage / f"optuna_{done_id}" / "params.json").read_text())["learning_rate"]
-    assert any(t.params["learning_rate"] == pytest.approx(first) for t in completed)
+    first = json.loads((stage / f"optuna_{done_id}" / "params.json").read_text())["training"]["learning_rate"]
+    assert any(t.params["training/learning_rate"] == pytest.approx(first) for t in completed)
     assert "finished" in (tmp_path / "r" / "report.md").read_text()
 
     again = run_cli("--resume", str(tmp_path / "r"))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from tuning.methods import write_json
+from tuning.store import write_json
 
 
 @pytest.fixture
@@ -117,10 +117,12 @@ def test_a_truncated_experiment_json_is_named_with_the_fix(tmp_path, command):
 def test_a_foreign_stage_json_is_named(tmp_path, command):
     exp = fake_experiment(tmp_path, json.dumps({"config": {}}), stage="[1, 2, 3]")
     line = one_error_line(run_cli(*command, str(exp)))
-    assert f"{exp / 'optuna' / 'stage.json'} is not a stage.json written by run_search.py" in line
+    assert f"{exp / 'optuna' / 'stage.json'} was not written by this version of run_search.py" in line
+    assert "the top level: input should be a valid dictionary" in line
 
 
 def test_an_experiment_json_of_another_tool_is_named(tmp_path):
     exp = fake_experiment(tmp_path, json.dumps({"name": "someone else's"}))
     line = one_error_line(run_cli("report", str(exp)))
-    assert "experiment.json written by run_search.py (expected a JSON dict with 'config')" in line
+    assert "experiment.json was not written by this version of run_search.py" in line
+    assert "'config': field required" in line and "'name': a key this version does not know" in line

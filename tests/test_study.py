@@ -14,11 +14,11 @@ import optuna
 import pytest
 from ray.tune.experiment import Trial
 
-from reports.records import read_results
 from tests.conftest import run_cli
 from tests.test_resume import BASE, kill_session, start_search, wait_for
-from tuning.methods._progress import PROGRESS_ENV, RAY_LOG_FILE, Progress
-from tuning.methods._study import STUDY_FILE, TUNE_TRIAL_ATTR, journal
+from tuning.methods._progress import PROGRESS_ENV, Progress
+from tuning.methods._study import TUNE_TRIAL_ATTR, journal
+from tuning.store import RAY_LOG_FILE, STUDY_FILE, read_results
 
 SNAPSHOT_WARNING = "Experiment state snapshotting has been triggered multiple times"
 
@@ -80,8 +80,10 @@ def test_study_holds_every_trial_with_its_params_state_and_intermediate_values(s
         params = json.loads((folder / "params.json").read_text())
         rows = read_results(folder)
         assert trial.state == optuna.trial.TrialState.COMPLETE
-        assert set(trial.params) == {"batch_size", "learning_rate", "warmup_ratio", "weight_decay"}
-        assert trial.params == {k: pytest.approx(params[k]) for k in trial.params}
+        # Ray's Optuna searcher flattens the nested trial config: training/<field>.
+        searched = ("batch_size", "learning_rate", "warmup_ratio", "weight_decay")
+        assert set(trial.params) == {f"training/{k}" for k in searched}
+        assert trial.params == {f"training/{k}": pytest.approx(params["training"][k]) for k in searched}
         # Every evaluation, the last one (where the trial ended) included.
         assert trial.intermediate_values == {r["training_iteration"]: r["pearson"] for r in rows}
         assert trial.value == rows[-1]["pearson"]
@@ -100,7 +102,7 @@ def test_ray_tune_analysis_reads_a_stage_folder(smoke):
     frame = tune.ExperimentAnalysis(str(stage)).dataframe()
     assert sorted(frame["trial_id"]) == ids
     assert dict(zip(frame["trial_id"], frame["pearson"], strict=True)) == pytest.approx(last)
-    assert {"f1", "spearman", "epoch", "config/learning_rate"} <= set(frame.columns)
+    assert {"f1", "spearman", "epoch", "config/training/learning_rate"} <= set(frame.columns)
     results = tune.Tuner.restore(str(stage), train_trial).get_results()
     assert sorted(results.get_dataframe()["trial_id"]) == ids
     assert results.get_best_result("pearson", "max").metrics["pearson"] == max(last.values())

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reports.records import ExperimentRecord, TrialRecord
+from tuning.store import ExperimentMeta, ExperimentRecord, TestScore, TrialRecord, TrialStatus
 from tuning.winners import prune_checkpoints
 
 
-def trial(tmp_path: Path, trial_id: str, status: str) -> TrialRecord:
+def trial(tmp_path: Path, trial_id: str, status: TrialStatus) -> TrialRecord:
     folder = tmp_path / "optuna" / f"optuna_{trial_id}"
     (folder / "checkpoint_000000").mkdir(parents=True)
     (folder / "checkpoint_000000" / "model.safetensors").write_bytes(b"x" * 100)
     return TrialRecord(trial_id=trial_id, stage="optuna", params={}, status=status, path=str(folder))
+
+
+def experiment(tmp_path: Path, trials: list[TrialRecord]) -> ExperimentRecord:
+    return ExperimentRecord(str(tmp_path), ExperimentMeta(config={}), [], trials, [])
 
 
 def test_stopped_trials_lose_their_checkpoints_unless_they_are_winners(tmp_path):
@@ -21,8 +25,8 @@ def test_stopped_trials_lose_their_checkpoints_unless_they_are_winners(tmp_path)
         trial(tmp_path, "b", "stopped"),
         trial(tmp_path, "c", "stopped"),
     ]
-    record = ExperimentRecord(str(tmp_path), {}, [], trials, [])
-    freed = prune_checkpoints(record, [{"stage": "optuna", "trial_id": "c"}])
+    winner = TestScore(trial_id="c", stage="optuna", params={}, validation={}, test={})
+    freed = prune_checkpoints(experiment(tmp_path, trials), [winner])
     assert freed == 100
     kept = {t.trial_id: (Path(t.path) / "checkpoint_000000").is_dir() for t in trials}
     assert kept == {"a": True, "b": False, "c": True}
@@ -39,8 +43,7 @@ def test_a_trial_keeps_only_its_best_epochs_checkpoint(tmp_path):
         {"epoch": 2, "pearson": 0.7, "checkpoint_dir_name": "checkpoint_000001"},
         {"epoch": 3, "pearson": 0.6, "checkpoint_dir_name": "checkpoint_000002"},
     ]
-    record = ExperimentRecord(str(tmp_path), {}, [], [t], [])
-    assert prune_checkpoints(record, [], "pearson", "max") == 110
+    assert prune_checkpoints(experiment(tmp_path, [t]), [], "pearson") == 110
     assert sorted(p.name for p in Path(t.path).glob("checkpoint_*")) == ["checkpoint_000001"]
 
 
@@ -51,6 +54,5 @@ def test_an_unfinished_trial_keeps_every_checkpoint_for_resume(tmp_path):
         {"epoch": 1, "pearson": 0.7, "checkpoint_dir_name": "checkpoint_000000"},
         {"epoch": 2, "pearson": 0.6, "checkpoint_dir_name": "checkpoint_000001"},
     ]
-    record = ExperimentRecord(str(tmp_path), {}, [], [t], [])
-    assert prune_checkpoints(record, [], "pearson", "max") == 0
+    assert prune_checkpoints(experiment(tmp_path, [t]), [], "pearson") == 0
     assert len(list(Path(t.path).glob("checkpoint_*"))) == 2

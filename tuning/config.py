@@ -1,12 +1,23 @@
 """Typed configuration: one dataclass per concern, loaded from YAML and validated once.
 
 Precedence: dataclass defaults < search-space YAML file < command-line flags.
+
+A setting is declared once, as a field with a docstring: every field of a section is also the
+command-line flag ``--<section>.<field>`` with that docstring as its help (:func:`config_flags`),
+and ``field(metadata={"flag": "--num-samples"})`` gives it a short spelling too.
 """
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import inspect
+import itertools
 import os
 import re
+import textwrap
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from functools import cache
@@ -64,7 +75,7 @@ class DataConfig:
 class ModelConfig:
     """Which pretrained encoder, and how a sentence pair becomes a score."""
 
-    name_or_path: str = "klue/roberta-base"
+    name_or_path: str = field(default="klue/roberta-base", metadata={"flag": "--model"})
     """A Hub id, a local folder in Hugging Face format, or ``builtin:tiny`` (a 2-layer, 32-hidden
     BERT and a character tokenizer built in code from the training text, for tests)."""
     architecture: str = "cross"
@@ -96,7 +107,7 @@ class TrainingConfig:
     """``step`` schedule: epochs between decays."""
     step_gamma: float = 0.5
     """``step`` schedule: factor applied at each decay (0-1]."""
-    seed: int = 42
+    seed: int = field(default=42, metadata={"flag": "--seed"})
     """Seed of model initialisation, dropout and data order."""
     loss: str = "mse"
     """Regression loss: ``mse``, ``l1``, ``smooth_l1``, ``corr_mae``; for ``bi`` models also the
@@ -135,7 +146,7 @@ class SearchConfig:
 
     metric: str = "pearson"
     """Validation metric trials are ranked and stopped on: ``pearson``, ``f1``, ``spearman``, ``mse``."""
-    num_samples: int = 8
+    num_samples: int = field(default=8, metadata={"flag": "--num-samples"})
     """Trials to sample (for grids: repeats of the whole grid)."""
     searcher: str = "tpe"
     """``tpe`` (Optuna's TPE) or ``random`` (Optuna's random sampler)."""
@@ -148,26 +159,26 @@ class SearchConfig:
     ``reduction_factor`` times that."""
     reduction_factor: int = 2
     """ASHA: keep the top 1/reduction_factor of trials at each rung."""
-    max_concurrent_trials: int | None = None
+    max_concurrent_trials: int | None = field(default=None, metadata={"flag": "--max-concurrent-trials"})
     """Trials running at once; ``None``: as many as the cluster's resources fit."""
-    cpus_per_trial: float = 1.0
+    cpus_per_trial: float = field(default=1.0, metadata={"flag": "--cpus-per-trial"})
     """CPU cores reserved per trial (also the trial's torch threads)."""
-    gpus_per_trial: float = 0.0
+    gpus_per_trial: float = field(default=0.0, metadata={"flag": "--gpus-per-trial"})
     """GPUs per trial; fractions such as 0.5 pack two trials on one GPU."""
     max_failures: int = 2
     """Retries of a failed trial from its last checkpoint."""
-    top_k: int = 3
+    top_k: int = field(default=3, metadata={"flag": "--top-k"})
     """Best configurations scored on the test split(s) after the search."""
-    seed: int = 42
+    seed: int = field(default=42, metadata={"flag": "--seed"})
     """Seed of the searcher."""
     startup_trials: int | None = None
     """TPE: random trials before TPE models the results; ``None``: a third of ``num_samples``,
     between 2 and 10 (Optuna's default of 10 would leave a 12-trial search almost random)."""
-    seeds: int = 3
+    seeds: int = field(default=3, metadata={"flag": "--seeds"})
     """``seeds`` and ``compare``: training seeds each repeated configuration runs with."""
-    full_grid: bool = False
+    full_grid: bool = field(default=False, metadata={"flag": "--full-grid"})
     """``grid``: one stage over the Cartesian product of every stage's values, not stage by stage."""
-    from_experiment: str | None = None
+    from_experiment: str | None = field(default=None, metadata={"flag": "--from"})
     """``seeds``: repeat the top ``top_k`` configurations of this finished experiment folder."""
     perturbation_interval: int = 1
     """``pbt``: epochs between exploit/explore steps."""
@@ -175,7 +186,7 @@ class SearchConfig:
     """Optuna: the first trial takes the file's fixed values for every searched hyperparameter
     that lies in its range (the recipe, e.g. KLUE's), so the search starts from a known-good
     configuration (an enqueued trial, Ray's ``points_to_evaluate``); false: all are sampled."""
-    time_budget: float | None = None
+    time_budget: float | None = field(default=None, metadata={"flag": "--time-budget"})
     """Wall-clock seconds the search may run (Ray Tune's ``time_budget_s``); YAML and
     ``--time-budget`` also take ``90s``, ``20m``, ``1.5h``. When it ends, running trials stop,
     keep their best checkpoints, and the winners are scored as usual. ``None``: no budget."""
@@ -296,9 +307,48 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
-def field_type(cls: type, name: str) -> str:
-    """The declared type of a config field, e.g. ``"int | None"``."""
-    return {f.name: str(f.type) for f in fields(cls)}[name]
+@dataclass(frozen=True)
+class FieldKind:
+    """A config field's type, from its annotation."""
+
+    base: type
+    """The type of its values: ``int``, ``float``, ``str``, ``bool`` or ``dict``."""
+    optional: bool
+    """Whether ``None`` (YAML ``null``) is a value of it."""
+    text: str
+    """The annotation as messages show it: ``"int | None"``, ``"dict[str, str]"``."""
+
+
+@cache
+def field_kinds(cls: type) -> dict[str, FieldKind]:
+    """Every field's :class:`FieldKind`, from the real annotations (``typing.get_type_hints``)."""
+    out = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        union = typing.get_origin(hint) in (types.UnionType, typing.Union)
+        members = [a for a in typing.get_args(hint) if a is not type(None)] if union else [hint]
+        base = typing.get_origin(members[0]) or members[0]  # dict[str, str] -> dict
+        text = hint.__name__ if isinstance(hint, type) else str(hint)
+        out[name] = FieldKind(base, union and len(members) < len(typing.get_args(hint)), text)
+    return out
+
+
+def read_number(value: Any) -> int | float | None:
+    """``value`` as a number, or None when it is not one (booleans are not numbers).
+
+    Strings that spell a number (``"3"``, ``"1e-5"``) are numbers: YAML 1.1 and so PyYAML's own
+    loader leave ``1e-5`` a string (see :class:`YamlLoader`), and files written before the loader
+    read it (a ``stage.json``) still hold such strings. Ints stay exact ints.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 def coerce(cls: type, name: str, value: Any) -> tuple[Any, str | None]:
@@ -308,33 +358,27 @@ def coerce(cls: type, name: str, value: Any) -> tuple[Any, str | None]:
     field: ``"batch_size must be a whole number, got 2.5."``; the value returned with a problem is
     the field's default.
     """
-    kind = field_type(cls, name)
+    kind = field_kinds(cls)[name]
     default = getattr(cls(), name)
     if value is None:
-        return default, None if "None" in kind else f"{name} must be set ({kind}), got null."
+        return default, None if kind.optional else f"{name} must be set ({kind.text}), got null."
     if name in DURATIONS:
         try:
             return parse_duration(value), None
         except ValueError as err:
             return default, f"{name}: {err}"
-    expected = kind.split(" | ")[0]
-    if expected == "bool" and not isinstance(value, bool):
+    if kind.base is bool and not isinstance(value, bool):
         return default, f"{name} must be true or false, got {value!r}."
-    if expected in ("int", "float"):
-        number = value
-        if isinstance(value, str):
-            try:
-                number = float(value)
-            except ValueError:
-                number = None
-        if isinstance(number, bool) or not isinstance(number, (int, float)):
-            return default, f"{name} must be a number ({kind}), got {value!r}."
-        if expected == "int" and not float(number).is_integer():
+    if kind.base in (int, float):
+        number = read_number(value)
+        if number is None:
+            return default, f"{name} must be a number ({kind.text}), got {value!r}."
+        if kind.base is int and not float(number).is_integer():
             return default, f"{name} must be a whole number, got {value!r}."
-        return (int(number) if expected == "int" else float(number)), None
-    if expected == "str" and not isinstance(value, str):
+        return kind.base(number), None
+    if kind.base is str and not isinstance(value, str):
         return default, f"{name} must be a string, got {value!r}."
-    if expected.startswith("dict") and not isinstance(value, dict):
+    if kind.base is dict and not isinstance(value, dict):
         return default, f"{name} must be a mapping, got {value!r}."
     return value, None
 
@@ -510,19 +554,111 @@ def set_field(config: Any, name: str, value: Any) -> None:
 SEED_MAX = 2**32 - 1
 """Largest seed numpy's RandomState takes (transformers' ``set_seed`` and Optuna's samplers use it)."""
 
-# Command-line flags that set a field: messages name them, so the fix is one flag away.
-FLAGS = {
-    "model.name_or_path": "--model",
-    "training.seed": "--seed",
-    "search.seed": "--seed",
-    "search.num_samples": "--num-samples",
-    "search.cpus_per_trial": "--cpus-per-trial",
-    "search.gpus_per_trial": "--gpus-per-trial",
-    "search.max_concurrent_trials": "--max-concurrent-trials",
-    "search.top_k": "--top-k",
-    "search.seeds": "--seeds",
-    "search.time_budget": "--time-budget",
-}
+FLAG = "flag"
+"""Field metadata key of a short command-line flag (``--num-samples``) beside ``--section.field``."""
+
+
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's attribute docstring (the string under it in the class body), on one line.
+
+    Read from the source once: the docstrings stay where a reader of this file (and an IDE or
+    Sphinx) looks for them, and are also the flags' help. Without the source, no help.
+    """
+    try:
+        (node,) = ast.parse(textwrap.dedent(inspect.getsource(cls))).body
+    except (OSError, TypeError):
+        return {}
+    body = node.body if isinstance(node, ast.ClassDef) else []
+    docs = {}
+    for stmt, after in itertools.pairwise(body):
+        if (
+            isinstance(stmt, ast.AnnAssign)
+            and isinstance(stmt.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[stmt.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+@dataclass(frozen=True)
+class ConfigFlag:
+    """A command-line option that sets config fields (see :func:`config_flags`)."""
+
+    names: tuple[str, ...]
+    """Its spellings: ``("--num-samples", "--search.num_samples")``."""
+    keys: tuple[str, ...]
+    """The fields it sets, ``section.field``: one, or more for a shared short flag (``--seed``)."""
+    section: str | None
+    """The section it belongs to; None for a short flag shared by sections."""
+    help: str
+    metavar: str
+    switch: bool
+    """A true/false field: the flag alone means true (``--full-grid``)."""
+
+    @property
+    def dest(self) -> str:
+        """Where argparse stores the text given: the field's key (``search.num_samples``)."""
+        return self.keys[0] if len(self.keys) == 1 else self.names[0].lstrip("-").replace("-", "_")
+
+    @property
+    def label(self) -> str:
+        """How messages name it: ``--num-samples / --search.num_samples``."""
+        return " / ".join(self.names)
+
+
+METAVARS = {int: "INT", float: "FLOAT", str: "TEXT", bool: "BOOL", dict: "MAPPING"}
+
+
+@cache
+def config_flags() -> tuple[ConfigFlag, ...]:
+    """One flag per field of every section, ``--<section>.<field>``, with the field's docstring
+    as help; the YAML spelling (``--training.lambda``) and the short flag of the field's metadata
+    (``--num-samples``) are other spellings of it. A short flag that several fields declare
+    (``--seed``) is its own flag that sets them all."""
+    short: dict[str, list[str]] = {}
+    for section, cls in SECTIONS.items():
+        for f in fields(cls):
+            if FLAG in f.metadata:
+                short.setdefault(f.metadata[FLAG], []).append(f"{section}.{f.name}")
+    out, docs = [], {}
+    for section, cls in SECTIONS.items():
+        for f in fields(cls):
+            key = f"{section}.{f.name}"
+            own = f.metadata.get(FLAG)
+            names = (own,) if own and len(short[own]) == 1 else ()
+            names += tuple(dict.fromkeys((f"--{key}", f"--{section}.{YAML_NAMES.get(f.name, f.name)}")))
+            kind = field_kinds(cls)[f.name]
+            metavar = "DURATION" if f.name in DURATIONS else METAVARS[kind.base]
+            docs[key] = field_docs(cls).get(f.name, "")
+            out.append(ConfigFlag(names, (key,), section, docs[key], metavar, kind.base is bool))
+    for flag, keys in short.items():
+        if len(keys) > 1:
+            first = next(f for f in out if f.keys == (keys[0],))
+            text = f"Sets {' and '.join(f'--{k}' for k in keys)}: " + " / ".join(docs[k] for k in keys)
+            out.append(ConfigFlag((flag,), tuple(keys), None, text, first.metavar, first.switch))
+    return tuple(out)
+
+
+def flag_value(key: str, text: str) -> tuple[Any, str | None]:
+    """A command-line value of field ``key`` (``section.field``), read as the same text in a YAML
+    file would be, and what is wrong with it (or None), from :func:`coerce`.
+
+    ``3e-5``, ``true``, ``null``, ``{klue_dev: k.json}`` are YAML values; a text field takes the
+    text as typed (a model or file name is never re-read as a number), ``null`` excepted where
+    the field may be null.
+    """
+    section, _, name = key.partition(".")
+    cls = SECTIONS[section]
+    kind = field_kinds(cls)[name]
+    value: Any = text
+    if kind.base is not str or (kind.optional and text == "null"):
+        with contextlib.suppress(yaml.YAMLError):  # not YAML: left as text, coerce says what fits
+            value = yaml.load(text, Loader=YamlLoader)
+    return coerce(cls, name, _expand(value))
+
 
 Rule = tuple[Callable[[Any], bool], str]
 """A field's rule: a test of one value, and what it accepts (``"> 0"``) for the message."""
@@ -632,7 +768,9 @@ def field_label(key: str) -> str:
     """How messages name a field: ``training.lambda``, ``search.top_k (--top-k)``."""
     section, _, name = key.partition(".")
     label = f"{section}.{YAML_NAMES.get(name, name)}"
-    return f"{label} ({FLAGS[key]})" if key in FLAGS else label
+    declared = {f.name: f for f in fields(SECTIONS[section])} if section in SECTIONS else {}
+    flag = declared[name].metadata.get(FLAG) if name in declared else None
+    return f"{label} ({flag})" if flag else label
 
 
 def field_problem(key: str, value: Any, shown: str | None = None) -> str | None:
@@ -775,9 +913,36 @@ def _smoke_space(space: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def experiment_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
-    """Rebuild the resolved config saved in ``experiment.json`` (``ExperimentConfig.to_dict``)."""
-    known = {f.name for f in fields(ExperimentConfig)}
-    sections = {name: cls(**raw.get(name, {})) for name, cls in SECTIONS.items()}
-    rest = {k: v for k, v in raw.items() if k in known and k not in SECTIONS}
+def experiment_from_dict(raw: Any, source: str = "experiment.json") -> ExperimentConfig:
+    """Rebuild the resolved config saved in ``experiment.json`` (``ExperimentConfig.to_dict``).
+
+    Section values go through the same builder as a YAML file's (types, null, aliases); a key
+    this version does not know is refused, never dropped: resuming with settings silently lost
+    would mix results of different configurations.
+
+    Args:
+        raw: the file's ``config`` mapping.
+        source: the file, as messages name it.
+
+    Raises:
+        ConfigError: naming the file and every unknown key or wrongly typed value.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: config: expected a mapping of settings, got {type(raw).__name__}.")
+    known = field_names(ExperimentConfig)
+    problems = [
+        f"{source}: config: unknown key {key!r}; accepted keys: {', '.join(known)}."
+        for key in raw
+        if key not in known
+    ]
+    sections = {
+        name: _build_section(cls, raw.get(name), f"{source}: config.{name}", problems)
+        for name, cls in SECTIONS.items()
+    }
+    if problems:
+        raise ConfigError(
+            "\n".join(problems) + "\nThe file was probably written by another version of this tool: "
+            "resume with that version, or start a new experiment."
+        )
+    rest = {k: v for k, v in raw.items() if k not in SECTIONS}
     return ExperimentConfig(**rest, **sections)

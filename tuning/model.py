@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from datasets import Dataset
+from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import (
@@ -340,31 +341,63 @@ def build_model(
     return STSModel(encoder, cfg.architecture, head, target_scale, target_shift)
 
 
+def tokenize_pairs(
+    tokenizer: PreTrainedTokenizerBase,
+    first: list[str],
+    second: list[str],
+    architecture: str,
+    max_length: int,
+) -> dict[str, list]:
+    """The model inputs of sentence pairs, column by column, unpadded (the collator pads per batch).
+
+    Args:
+        tokenizer: the model's tokenizer.
+        first, second: the pairs' sentences, in order.
+        architecture: ``cross`` (the pair as one input, cut to ``max_length`` tokens together)
+            or ``bi`` (each sentence alone, each cut to ``max_length`` tokens).
+        max_length: tokens per encoded input.
+
+    Returns:
+        Column name -> one list per pair: the inputs :class:`PairCollator` pads (``input_ids``,
+        ``attention_mask``, ``token_type_ids`` for ``cross``; ``a_``/``b_`` ones for ``bi``) and
+        ``length``, the pair's longest input in tokens (what ``group_by_length`` sorts on).
+    """
+    if architecture == "cross":
+        enc = tokenizer(first, second, truncation=True, max_length=max_length)
+        out = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+        out["length"] = [len(ids) for ids in enc["input_ids"]]
+        return out
+    a = tokenizer(first, truncation=True, max_length=max_length)
+    b = tokenizer(second, truncation=True, max_length=max_length)
+    return {
+        "a_input_ids": a["input_ids"],
+        "a_attention_mask": a["attention_mask"],
+        "b_input_ids": b["input_ids"],
+        "b_attention_mask": b["attention_mask"],
+        "length": [max(len(x), len(y)) for x, y in zip(a["input_ids"], b["input_ids"])],
+    }
+
+
 def encode(
     dataset: Dataset, tokenizer: PreTrainedTokenizerBase, architecture: str, max_length: int
 ) -> Dataset:
     """Tokenize pairs (no padding: the collator pads per batch) and add a ``length`` column."""
 
     def tokenize(batch: dict[str, list]) -> dict[str, list]:
-        if architecture == "cross":
-            enc = tokenizer(batch["sentence1"], batch["sentence2"], truncation=True, max_length=max_length)
-            out = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
-            out["length"] = [len(ids) for ids in enc["input_ids"]]
-        else:
-            a = tokenizer(batch["sentence1"], truncation=True, max_length=max_length)
-            b = tokenizer(batch["sentence2"], truncation=True, max_length=max_length)
-            out = {
-                "a_input_ids": a["input_ids"],
-                "a_attention_mask": a["attention_mask"],
-                "b_input_ids": b["input_ids"],
-                "b_attention_mask": b["attention_mask"],
-                "length": [max(len(x), len(y)) for x, y in zip(a["input_ids"], b["input_ids"])],
-            }
+        out = tokenize_pairs(tokenizer, batch["sentence1"], batch["sentence2"], architecture, max_length)
         out["labels"] = batch["label"]
         out["binary_labels"] = batch["binary_label"]
         return out
 
-    return dataset.map(tokenize, batched=True, remove_columns=dataset.column_names)
+    # Tokenizing a split takes a fraction of a second: a progress bar for it only buries the
+    # trial and run logs. Scoped, so a caller's own datasets bars are left as they were.
+    shown = not are_progress_bars_disabled()
+    disable_progress_bars()
+    try:
+        return dataset.map(tokenize, batched=True, remove_columns=dataset.column_names)
+    finally:
+        if shown:
+            enable_progress_bars()
 
 
 class PairCollator:

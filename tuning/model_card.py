@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from reports.records import ExperimentRecord
-from tuning.trial import TrialSettings
+from tuning.store import ExperimentRecord
+from tuning.trial_config import TrialSettings
 
 METRICS = ("pearson", "spearman", "f1", "mse")
 HF_METRICS = {"pearson": "pearsonr", "spearman": "spearmanr", "f1": "f1"}
@@ -44,8 +44,8 @@ def model_card(best: dict[str, Any], experiment: ExperimentRecord | None = None)
             it the card leaves out the search and the split sizes.
     """
     settings = TrialSettings.from_dict(best.get("config") or {})
-    meta = experiment.meta if experiment else {}
-    config = meta.get("config") or {}
+    config = experiment.meta.config if experiment else {}
+    sizes = experiment.meta.data_sizes if experiment else {}
     name = config.get("name") or "experiment"
     folder = f"{config.get('storage', 'runs')}/{name}/best_model"
     bi = settings.model.architecture == "bi"
@@ -64,7 +64,7 @@ def model_card(best: dict[str, Any], experiment: ExperimentRecord | None = None)
         ),
         "",
         *_base_model(settings),
-        *_data(settings, meta),
+        *_data(settings, sizes),
         *_search(best, config, experiment),
         *_results(best),
         *_usage(settings, folder),
@@ -139,8 +139,7 @@ def _base_model(settings: TrialSettings) -> list[str]:
     ]
 
 
-def _data(settings: TrialSettings, meta: dict[str, Any]) -> list[str]:
-    sizes = meta.get("data_sizes") or {}
+def _data(settings: TrialSettings, sizes: dict[str, int]) -> list[str]:
     source = settings.data.source
     rows = [f"| {split} | {_dataset(source, split)[0]} | {n} |" for split, n in sizes.items()]
     return [
@@ -165,10 +164,10 @@ def _search(best: dict[str, Any], config: dict[str, Any], experiment: Experiment
             "|---|---|---|---:|---|",
         ]
         for stage in experiment.stages:
-            trials = sum(t.stage == stage.get("stage") for t in experiment.trials)
-            searched = ", ".join(stage.get("searched") or []) or "-"
+            trials = len(experiment.stage_trials(stage.stage))
+            searched = ", ".join(stage.searched) or "-"
             out.append(
-                f"| {stage.get('stage')} | {stage.get('searcher', '-')} | {stage.get('scheduler', '-')} "
+                f"| {stage.stage} | {stage.searcher or '-'} | {stage.scheduler or '-'} "
                 f"| {trials} | {searched} |"
             )
         out.append("")

@@ -25,7 +25,9 @@ from typing import Any
 
 import psutil
 
-RECORD_FILE = "ray_processes.json"
+from tuning.store import RAY_PROCESSES_FILE as RECORD_FILE
+from tuning.store import write_json
+
 KEEP_SESSIONS = 3  # dead sessions' folders kept for debugging (their logs), the newest first
 # AF_UNIX socket paths: at most 107 bytes on Linux, 103 on macOS. The longest one Ray opens is
 # <root>/session_<date>_<time>_<usec>_<pid>/sockets/plasma_store (pid up to 7 digits).
@@ -53,8 +55,6 @@ def record(exp_dir: Path) -> Path | None:
     not this driver's.
     """
     import ray._private.worker  # no public API lists the processes a node started
-
-    from tuning.methods import write_json
 
     node = ray._private.worker._global_node
     if not node.all_processes:

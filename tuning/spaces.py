@@ -19,6 +19,7 @@ accepted.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from ray import tune
@@ -29,9 +30,10 @@ from tuning.config import (
     ModelConfig,
     TrainingConfig,
     coerce,
+    field_kinds,
     field_names,
     field_problem,
-    field_type,
+    read_number,
 )
 
 DOMAIN_TYPES: dict[str, tuple[str, ...]] = {
@@ -52,13 +54,70 @@ def _section(name: str) -> tuple[str, type]:
     return ("training", TrainingConfig) if name in field_names(TrainingConfig) else ("model", ModelConfig)
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
+@dataclass(frozen=True)
+class Domain:
+    """A space entry's domain, read by :func:`parse_domain`."""
+
+    kind: str
+    """One of :data:`DOMAIN_TYPES`."""
+    values: tuple[Any, ...] = ()
+    """``choice`` and ``grid``: the values, in order."""
+    low: float = math.nan
+    """``loguniform``, ``uniform``, ``randint``: the lower end of the range (included)."""
+    high: float = math.nan
+    """The upper end of the range (included, for ``randint`` too)."""
+
+
+def parse_domain(spec: Any, name: str | None = None) -> Domain | None:
+    """The domain a space entry describes, or None for a fixed value (anything but a mapping).
+
+    Args:
+        spec: ``{type: loguniform, low: 1e-5, high: 5e-5}``, ``{type: choice, values: [8, 16]}``, ...
+        name: a searchable field (or its YAML name); when given, the listed values are read as
+            that field's type (``"1e-5"`` -> ``1e-05``, ``16.0`` -> ``16``) where they are of
+            it, and kept as written otherwise (:func:`to_tune` names those). Range ends are
+            always numbers (floats).
+
+    Raises:
+        ValueError: what is wrong with the entry's shape (the type, its keys, its values or range).
+    """
+    return _read_domain(spec, name) if isinstance(spec, dict) else None
+
+
+def _read_domain(spec: dict[str, Any], name: str | None = None) -> Domain:
+    kind = spec.get("type")
+    if kind not in DOMAIN_TYPES:
+        raise ValueError(f"type must be one of {list(DOMAIN_TYPES)}, got {kind!r}.")
+    expected = {"type", *DOMAIN_TYPES[kind]}
+    unknown = sorted(set(spec) - expected)
+    missing = sorted(expected - set(spec))
+    if unknown or missing:
+        raise ValueError(
+            f"a {kind} domain takes exactly {sorted(expected)}"
+            + (f"; unknown {unknown}" if unknown else "")
+            + (f"; missing {missing}" if missing else "")
+            + "."
+        )
+    field = ALIASES.get(name, name) if name else ""
+    section = _section(field)[1] if field in searchable() else None
+
+    def read(value: Any) -> Any:  # as the field's type where it is of it, else as written
+        if section is None:
+            return value
+        typed, problem = coerce(section, field, value)
+        return value if problem else typed
+
+    if kind in ("choice", "grid"):
+        values = spec["values"]
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"{kind} needs a non-empty list of values, got {values!r}.")
+        return Domain(kind, values=tuple(read(v) for v in values))
+    low, high = read_number(spec["low"]), read_number(spec["high"])
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"low and high must be numbers, got ({spec['low']!r}, {spec['high']!r}).")
+    if not low <= high:
+        raise ValueError(f"`low <= high` must hold, but got (low={float(low)}, high={float(high)}).")
+    return Domain(kind, low=float(low), high=float(high))
 
 
 def _value(name: str, value: Any, where: str, problems: list[str], end: str | None = None) -> Any:
@@ -76,47 +135,25 @@ def _value(name: str, value: Any, where: str, problems: list[str], end: str | No
 
 def _domain(name: str, spec: dict[str, Any], where: str, problems: list[str]) -> Any:
     """The Ray Tune domain of ``spec`` for field ``name``, or None (with problems) when it is wrong."""
-    kind = spec.get("type")
-    if kind not in DOMAIN_TYPES:
-        problems.append(f"{where}{name}: type must be one of {list(DOMAIN_TYPES)}, got {kind!r}.")
+    try:
+        domain = _read_domain(spec)
+    except ValueError as err:
+        problems.append(f"{where}{name}: {err}")
         return None
-    expected = {"type", *DOMAIN_TYPES[kind]}
-    unknown = sorted(set(spec) - expected)
-    missing = sorted(expected - set(spec))
-    if unknown or missing:
-        problems.append(
-            f"{where}{name}: a {kind} domain takes exactly {sorted(expected)}"
-            + (f"; unknown {unknown}" if unknown else "")
-            + (f"; missing {missing}" if missing else "")
-            + "."
-        )
-        return None
+    kind, low, high = domain.kind, domain.low, domain.high
     if kind in ("choice", "grid"):
-        values = spec["values"]
-        if not isinstance(values, list) or not values:
-            problems.append(f"{where}{name}: {kind} needs a non-empty list of values, got {values!r}.")
-            return None
         before = len(problems)
-        values = [_value(name, v, where, problems) for v in values]
+        values = [_value(name, v, where, problems) for v in domain.values]
         if len(problems) > before:
             return None
         return tune.grid_search(values) if kind == "grid" else tune.choice(values)
-    low, high = _number(spec["low"]), _number(spec["high"])
-    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+    field_kind = field_kinds(_section(name)[1])[name].base
+    if field_kind not in (int, float):
         problems.append(
-            f"{where}{name}: low and high must be numbers, got ({spec['low']!r}, {spec['high']!r})."
+            f"{where}{name} is a {field_kind.__name__}: a {kind} domain gives numbers; use choice or grid."
         )
         return None
-    if not low <= high:
-        problems.append(f"{where}{name}: `low <= high` must hold, but got (low={low}, high={high}).")
-        return None
-    field_kind = field_type(_section(name)[1], name).split(" | ")[0]
-    if field_kind not in ("int", "float"):
-        problems.append(
-            f"{where}{name} is a {field_kind}: a {kind} domain gives numbers; use choice or grid."
-        )
-        return None
-    if field_kind == "int" and kind != "randint":
+    if field_kind is int and kind != "randint":
         problems.append(
             f"{where}{name} takes whole numbers, but a {kind} domain samples fractions; use randint or choice."
         )
@@ -173,18 +210,23 @@ def to_tune(space: dict[str, Any], where: str = "") -> dict[str, Any]:
     return out
 
 
+def _grids(param_space: dict[str, Any]) -> list[list[Any]]:
+    """Every grid's values in a (nested) param space."""
+    out = []
+    for value in param_space.values():
+        if isinstance(value, dict):
+            out += [value["grid_search"]] if "grid_search" in value else _grids(value)
+    return out
+
+
 def has_grid(param_space: dict[str, Any]) -> bool:
     """Whether any entry is a grid (grids enumerate; samplers such as TPE cannot take them)."""
-    return any(isinstance(v, dict) and "grid_search" in v for v in param_space.values())
+    return bool(_grids(param_space))
 
 
 def grid_size(param_space: dict[str, Any]) -> int:
     """Number of configurations a grid expands to (1 without grids)."""
-    size = 1
-    for value in param_space.values():
-        if isinstance(value, dict) and "grid_search" in value:
-            size *= len(value["grid_search"])
-    return size
+    return math.prod(len(values) for values in _grids(param_space))
 
 
 def check_experiment(space: dict[str, Any], stages: list[dict[str, Any]], source: str) -> None:

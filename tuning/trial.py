@@ -29,41 +29,16 @@ from datasets import DatasetDict
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.utils import logging as hf_logging
 
-from tuning.config import DataConfig, ModelConfig, TrainingConfig, field_names
+from tuning.config import TrainingConfig, field_names
 from tuning.losses import EMBEDDING_LOSSES, make_loss
 from tuning.metrics import compute_all
 from tuning.model import PairCollator, STSModel, build_model, encode, load_tokenizer
 from tuning.schedules import make_schedule
+from tuning.trial_config import TrialSettings
 
 # Validation metrics every epoch's report carries (``loss`` is the validation loss).
 REPORTED = ("pearson", "f1", "spearman", "mse", "loss")
 Report = Callable[[dict[str, Any], "str | None"], None]
-
-
-@dataclass
-class TrialSettings:
-    """A trial's resolved settings, built from the flat dict Ray Tune hands the trial."""
-
-    data: DataConfig
-    model: ModelConfig
-    training: TrainingConfig
-    threads: int = 1
-    tensorboard_dir: str | None = None
-
-    @classmethod
-    def from_dict(cls, config: dict[str, Any]) -> TrialSettings:
-        """``config``: ``data`` and ``model`` sections as dicts, every training field and any
-        searched model field at the top level (searched values override the sections)."""
-        model = dict(config.get("model") or {})
-        model.update({k: config[k] for k in field_names(ModelConfig) if k in config})
-        training = {k: config[k] for k in field_names(TrainingConfig) if k in config}
-        return cls(
-            data=DataConfig(**(config.get("data") or {})),
-            model=ModelConfig(**model),
-            training=TrainingConfig(**training),
-            threads=max(1, int(config.get("cpus_per_trial", 1))),
-            tensorboard_dir=config.get("tensorboard_dir"),
-        )
 
 
 def target_transform(settings: TrialSettings, train_labels: np.ndarray) -> tuple[float, float]:
@@ -367,6 +342,10 @@ def training_arguments(settings: TrialSettings, output_dir: str) -> TrainingArgu
         per_device_eval_batch_size=t.eval_batch_size,
         num_train_epochs=t.num_epochs,
         weight_decay=t.weight_decay,
+        # A ratio, on purpose: transformers 5 has no `warmup_ratio` argument; `warmup_steps` takes
+        # a float in [0, 1) as a fraction of all optimizer steps (5.23's get_warmup_steps:
+        # ceil(num_training_steps * warmup_steps); values >= 1 are whole steps), and config
+        # validation keeps training.warmup_ratio in [0, 1).
         warmup_steps=t.warmup_ratio,
         seed=t.seed,
         data_seed=t.seed,
@@ -496,7 +475,7 @@ def train_trial(config: dict[str, Any], data: DatasetDict | None = None) -> None
     """The Ray Tune trainable: one fine-tuning run, reported to Tune after every epoch.
 
     Args:
-        config: the trial's flat config (see :meth:`TrialSettings.from_dict`).
+        config: the trial's config (``tuning.trial_config``; read by :meth:`TrialSettings.from_dict`).
         data: the loaded splits (shared through Ray's object store by the method runner);
             loaded from ``config['data']`` when absent.
     """

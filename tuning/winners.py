@@ -10,12 +10,19 @@ from typing import Any
 from datasets import DatasetDict
 from transformers import AutoTokenizer
 
-from reports.records import TEST_SCORES_FILE, ExperimentRecord, TrialRecord, epoch_number
+from tuning import store
 from tuning.metrics import compute_all
 from tuning.model import STSModel, predict
-from tuning.trial import TrialSettings
-
-BEST_MODEL_DIR = "best_model"
+from tuning.ranking import ranked
+from tuning.store import (
+    BEST_MODEL_DIR,
+    ExperimentRecord,
+    TestScore,
+    TrialRecord,
+    Untuned,
+    epoch_number,
+)
+from tuning.trial_config import TrialSettings
 
 
 def test_splits(splits: DatasetDict) -> list[str]:
@@ -28,18 +35,14 @@ def load_checkpoint(folder: str) -> tuple[STSModel, Any]:
     return STSModel.from_checkpoint(folder), AutoTokenizer.from_pretrained(folder)
 
 
-def score_trial(trial: TrialRecord, splits: DatasetDict, metric: str, mode: str) -> dict[str, Any] | None:
-    """A trial's best checkpoint scored on every test split; ``None`` if it kept no checkpoint.
-
-    Returns:
-        trial id, stage, params, best epoch, validation metrics, checkpoint, and ``test``:
-        split name -> metrics.
-    """
-    checkpoint = trial.checkpoint(metric, mode)
-    best = trial.best(metric, mode)
+def score_trial(trial: TrialRecord, splits: DatasetDict, metric: str, role: str = "top") -> TestScore | None:
+    """A trial's best checkpoint by ``metric`` scored on every test split; ``None`` if it kept
+    no checkpoint."""
+    checkpoint = trial.checkpoint(metric)
+    best = trial.best(metric)
     if checkpoint is None or best is None:
         return None
-    settings = TrialSettings.from_dict(json.loads(Path(trial.path, "params.json").read_text()))
+    settings = TrialSettings.from_dict(trial.config())
     model, tokenizer = load_checkpoint(checkpoint)
     test = {}
     for name in test_splits(splits):
@@ -47,43 +50,40 @@ def score_trial(trial: TrialRecord, splits: DatasetDict, metric: str, mode: str)
         pairs = list(zip(split["sentence1"], split["sentence2"]))
         scores = predict(model, tokenizer, pairs, settings.model.max_length)
         test[name] = compute_all(scores, split["label"])
-    return {
-        "trial_id": trial.trial_id,
-        "stage": trial.stage,
-        "params": trial.params,
-        "best_epoch": epoch_number(best["epoch"]),
-        "validation": {k: best[k] for k in ("pearson", "f1", "spearman", "mse") if k in best},
-        "checkpoint": checkpoint,
-        "test": test,
-    }
+    return TestScore(
+        trial_id=trial.trial_id,
+        stage=trial.stage,
+        params=trial.params,
+        best_epoch=epoch_number(best["epoch"]),
+        validation={k: best[k] for k in ("pearson", "f1", "spearman", "mse") if k in best},
+        checkpoint=checkpoint,
+        test=test,
+        role=role,
+    )
 
 
-def score_winners(
-    record: ExperimentRecord, splits: DatasetDict, metric: str, mode: str, k: int
-) -> list[dict[str, Any]]:
+def score_winners(record: ExperimentRecord, splits: DatasetDict, metric: str, k: int) -> list[TestScore]:
     """Test scores of the best ``k`` trials by validation ``metric`` (role ``top``) and of every
     trial of a seed-repeat stage (role ``seeds``), each scored once."""
-    from reports.rank import rank, to_rows
-
     by_id = {(t.stage, t.trial_id): t for t in record.trials}
-    seeds_stages = {s["stage"] for s in record.stages if s.get("role") == "seeds"}
-    out: list[dict[str, Any]] = []
-    for row in rank(to_rows(record.trials, metric, mode), metric, mode):
-        if sum(s["role"] == "top" for s in out) == k:
+    seeds_stages = {s.stage for s in record.stages if s.role == "seeds"}
+    out: list[TestScore] = []
+    for row in ranked(record.trials, metric):
+        if sum(s.role == "top" for s in out) == k:
             break
-        scored = score_trial(by_id[(row.stage, row.trial_id)], splits, metric, mode)
+        scored = score_trial(by_id[(row.stage, row.trial_id)], splits, metric)
         if scored:
-            out.append({**scored, "role": "top"})
-    done = {(s["stage"], s["trial_id"]) for s in out}
+            out.append(scored)
+    done = {(s.stage, s.trial_id) for s in out}
     for trial in record.trials:
         if trial.stage in seeds_stages and (trial.stage, trial.trial_id) not in done:
-            scored = score_trial(trial, splits, metric, mode)
+            scored = score_trial(trial, splits, metric, role="seeds")
             if scored:
-                out.append({**scored, "role": "seeds"})
+                out.append(scored)
     return out
 
 
-def export_best(winner: dict[str, Any], experiment_dir: str | Path) -> Path:
+def export_best(winner: TestScore, experiment_dir: str | Path) -> Path:
     """Save the winner as ``<experiment>/best_model``: model, tokenizer, ``best.json`` and a
     model card (``README.md``).
 
@@ -93,31 +93,24 @@ def export_best(winner: dict[str, Any], experiment_dir: str | Path) -> Path:
     """
     from transformers.utils import logging as hf_logging
 
-    from reports.records import EXPERIMENT_FILE, read_experiment
     from tuning.model_card import model_card
 
     hf_logging.disable_progress_bar()  # sentence-transformers reloads the weights: no bar in the log
     out = Path(experiment_dir, BEST_MODEL_DIR)
     if out.exists():
         shutil.rmtree(out)
-    model, tokenizer = load_checkpoint(winner["checkpoint"])
-    settings = json.loads(Path(winner["checkpoint"]).parent.joinpath("params.json").read_text())
+    model, tokenizer = load_checkpoint(winner.checkpoint)
+    settings = store.read_params(Path(winner.checkpoint).parent)
     model.save_pretrained(out, tokenizer, TrialSettings.from_dict(settings).model.max_length)
-    info = {**winner, "config": settings}
-    (out / "best.json").write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
-    experiment = read_experiment(experiment_dir) if Path(experiment_dir, EXPERIMENT_FILE).is_file() else None
+    info = {**winner.model_dump(mode="json"), "config": settings}
+    (out / store.BEST_FILE).write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
+    has_record = Path(experiment_dir, store.EXPERIMENT_FILE).is_file()
+    experiment = store.read_experiment(experiment_dir) if has_record else None
     (out / "README.md").write_text(model_card(info, experiment), encoding="utf-8")
     return out
 
 
-def write_scores(scores: list[dict[str, Any]], experiment_dir: str | Path) -> None:
-    """Store the winners' test scores for the report."""
-    Path(experiment_dir, TEST_SCORES_FILE).write_text(json.dumps(scores, indent=2), encoding="utf-8")
-
-
-def prune_checkpoints(
-    record: ExperimentRecord, scored: list[dict[str, Any]], metric: str = "pearson", mode: str = "max"
-) -> int:
+def prune_checkpoints(record: ExperimentRecord, scored: list[TestScore], metric: str = "pearson") -> int:
     """Delete the checkpoints that can no longer matter once a search has ended.
 
     A trial the scheduler stopped early that is not a winner loses all of them; a finished trial
@@ -126,16 +119,16 @@ def prune_checkpoints(
     stage kept while it ran (PBT). Unfinished and failed trials keep everything: ``--resume``
     continues them from their latest checkpoint. Returns the bytes freed.
     """
-    keep = {(s["stage"], s["trial_id"]) for s in scored}
+    keep = {(s.stage, s.trial_id) for s in scored}
     freed = 0
     for trial in record.trials:
         if trial.status == "stopped" and (trial.stage, trial.trial_id) not in keep:
             kept = None
-        elif trial.status in ("finished", "budget") and (best := trial.checkpoint(metric, mode)):
+        elif trial.status in ("finished", "budget") and (best := trial.checkpoint(metric)):
             kept = Path(best)
         else:  # unfinished, failed, a winner stopped early, or no epoch to tell which is best
             continue
-        for folder in Path(trial.path).glob("checkpoint_*"):
+        for folder in Path(trial.path).glob(f"{store.CHECKPOINT_PREFIX}*"):
             if folder == kept:
                 continue
             freed += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
@@ -143,7 +136,7 @@ def prune_checkpoints(
     return freed
 
 
-def untuned_start(settings: TrialSettings, splits: DatasetDict) -> dict[str, Any]:
+def untuned_start(settings: TrialSettings, splits: DatasetDict) -> Untuned:
     """Metrics of the pretrained model before any fine-tuning (the search's floor) on the
     validation split and every test split, the same splits the winners are scored on.
 
@@ -168,8 +161,8 @@ def untuned_start(settings: TrialSettings, splits: DatasetDict) -> dict[str, Any
         if settings.model.architecture == "bi"
         else "untrained regression head"
     )
-    return {
-        "what": f"{what}, {settings.model.num_hidden_layers or 'all'} layers",
-        "validation": score(validation),
-        "test": {name: score(splits[name]) for name in test_splits(splits)},
-    }
+    return Untuned(
+        what=f"{what}, {settings.model.num_hidden_layers or 'all'} layers",
+        validation=score(validation),
+        test={name: score(splits[name]) for name in test_splits(splits)},
+    )

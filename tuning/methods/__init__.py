@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tuning.config import ConfigError, ExperimentConfig
-from tuning.methods._stage import StageInterrupted, fixed_config, run_stage, trial_data, write_json
+from tuning.methods._stage import StageInterrupted, run_stage, trial_data
 from tuning.methods.baseline import baseline_method
 from tuning.methods.compare import compare_method
 from tuning.methods.optuna import optuna_method
@@ -34,11 +34,9 @@ METHODS: dict[str, Method] = {
 __all__ = [
     "METHODS",
     "StageInterrupted",
-    "fixed_config",
     "get_method",
     "run_stage",
     "trial_data",
-    "write_json",
 ]
 
 

@@ -20,11 +20,12 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.stopper import TimeoutStopper
 
+from tuning.trial_config import trial_value
+
 PROGRESS_ENV = "KLUE_TUNE_PROGRESS_S"
 PROGRESS_INTERVAL_S = float(os.environ.get(PROGRESS_ENV, 30))
 """Seconds between two status lines (``$KLUE_TUNE_PROGRESS_S`` overrides; tests use 1)."""
 
-RAY_LOG_FILE = "ray.log"
 RAY_LOGGERS = ("ray.tune", "ray.train")
 
 
@@ -118,6 +119,8 @@ class Progress(Callback):
         if trial.status == "TERMINATED":
             epochs = (trial.last_result or {}).get("epoch", 0)
             return (
-                "finished" if epochs >= trial.config.get("num_epochs", self.num_epochs) else "stopped early"
+                "finished"
+                if epochs >= trial_value(trial.config, "num_epochs", self.num_epochs)
+                else "stopped early"
             )
         return {"RUNNING": "running", "ERROR": "failed"}.get(trial.status, "waiting")

@@ -7,12 +7,10 @@ resumed run — never handed on in memory.
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,44 +18,22 @@ from ray.tune import Callback
 from ray.tune.search.sample import Domain
 from ray.tune.stopper import TimeoutStopper
 
-from reports.rank import rank, to_rows
-from reports.records import BUDGET_FILE, STAGE_FILE, TRIALS_FILE, read_trial
+from tuning import store
 from tuning.config import ExperimentConfig
 from tuning.methods._progress import Progress
 from tuning.metrics import MODES
+from tuning.ranking import ranked
 from tuning.spaces import grid_size, has_grid, to_tune
+from tuning.store import AshaBudget, StageRecord, TrialEnd, Winner
+from tuning.trial_config import section_of, trial_config, trial_value, with_values
 
 
-def fixed_config(exp: ExperimentConfig) -> dict[str, Any]:
-    """The flat trial config every trial starts from (see ``TrialSettings.from_dict``)."""
-    return {
-        "data": asdict(exp.data),
-        "model": asdict(exp.model),
-        **asdict(exp.training),
-        "cpus_per_trial": exp.search.cpus_per_trial,
-        "gpus_per_trial": exp.search.gpus_per_trial,
-        "tensorboard_dir": str(Path(exp.experiment_dir, "tensorboard").resolve()),
-    }
-
-
-def write_json(path: Path, payload: Any) -> None:
-    """Write JSON atomically: a crash or a full disk mid-write leaves the old file whole.
-
-    Raises:
-        OSError: the write failed (no space, read-only storage); no ``.tmp`` file is left behind.
-    """
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        tmp.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:  # also KeyboardInterrupt: a second Ctrl-C mid-write
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def read_stage(exp: ExperimentConfig, stage: str) -> dict[str, Any]:
-    """A finished stage's record (``stage.json``) from storage."""
-    return json.loads(Path(exp.experiment_dir, stage, STAGE_FILE).read_text(encoding="utf-8"))
+def read_stage(exp: ExperimentConfig, stage: str) -> StageRecord:
+    """A started stage's record from storage."""
+    record = store.read_stage(Path(exp.experiment_dir, stage))
+    if record is None:
+        raise StageInterrupted(f"stage {stage} has no record in {exp.experiment_dir}.")
+    return record
 
 
 def trial_data(splits: Any) -> Any:
@@ -68,12 +44,13 @@ def trial_data(splits: Any) -> Any:
 
 
 def recipe_point(base: dict[str, Any], searched: dict[str, Any]) -> dict[str, Any] | None:
-    """The fixed config's value of every searched hyperparameter, if each lies in its domain."""
+    """The fixed config's value of every searched hyperparameter, if each lies in its domain,
+    keyed as Ray's Optuna searcher names parameters (``training/learning_rate``)."""
     from ray.tune.search.sample import Categorical, Float, Integer
 
     point = {}
     for key, domain in searched.items():
-        value = base.get(key)
+        value = trial_value(base, key)
         if isinstance(domain, Categorical):
             inside = value in domain.categories
         elif isinstance(domain, (Float, Integer)):
@@ -82,7 +59,7 @@ def recipe_point(base: dict[str, Any], searched: dict[str, Any]) -> dict[str, An
             inside = False
         if not inside:
             return None
-        point[key] = value
+        point[f"{section_of(key)}/{key}"] = value  # as Ray's Optuna searcher names it (flattened)
     return point
 
 
@@ -92,14 +69,14 @@ def optuna_searcher(exp: ExperimentConfig, stage: str, start: dict[str, Any] | N
     import optuna
     from ray.tune.search import ConcurrencyLimiter
 
-    from tuning.methods._study import STUDY_FILE, stored_searcher
+    from tuning.methods._study import stored_searcher
 
     samplers = {
         "tpe": lambda: optuna.samplers.TPESampler(seed=exp.search.seed, n_startup_trials=startup_trials(exp)),
         "random": lambda: optuna.samplers.RandomSampler(seed=exp.search.seed),
     }
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study_file = Path(exp.experiment_dir, STUDY_FILE).resolve()
+    study_file = Path(exp.experiment_dir, store.STUDY_FILE).resolve()
     searcher = stored_searcher(samplers[exp.search.searcher](), study_file, stage, [start] if start else None)
     # Without a limiter Tune keeps one trial pending at a time for a searcher, so trials start one
     # after another. Allowing as many as fit now keeps every slot busy while TPE still suggests
@@ -130,7 +107,7 @@ def default_startup_trials(num_samples: int) -> int:
     return min(10, max(2, num_samples // 3))
 
 
-def asha_rungs(exp: ExperimentConfig, num_epochs: int, num_pairs: int) -> dict[str, Any]:
+def asha_rungs(exp: ExperimentConfig, num_epochs: int, num_pairs: int) -> AshaBudget:
     """ASHA's budget in training pairs seen: grace period, largest budget and the rungs between.
 
     ``search.grace_period`` is in epochs (fractions allowed); a trial is judged at the first
@@ -142,7 +119,7 @@ def asha_rungs(exp: ExperimentConfig, num_epochs: int, num_pairs: int) -> dict[s
     while t < max_t:
         rungs.append(t)
         t *= exp.search.reduction_factor
-    return {"unit": "training pairs", "grace_period": grace, "max_t": max_t, "rungs": rungs}
+    return AshaBudget(grace_period=grace, max_t=max_t, rungs=rungs)
 
 
 def scheduler_for(exp: ExperimentConfig, kind: str, num_epochs: int, num_pairs: int) -> Any:
@@ -154,8 +131,8 @@ def scheduler_for(exp: ExperimentConfig, kind: str, num_epochs: int, num_pairs: 
     budget = asha_rungs(exp, num_epochs, num_pairs)
     return ASHAScheduler(
         time_attr="pairs",
-        max_t=budget["max_t"],
-        grace_period=budget["grace_period"],
+        max_t=budget.max_t,
+        grace_period=budget.grace_period,
         reduction_factor=exp.search.reduction_factor,
     )
 
@@ -169,13 +146,13 @@ class TimeBudget(TimeoutStopper):
 
     def __init__(self, seconds: float, stage_dir: Path) -> None:
         super().__init__(seconds)
-        self.marker = stage_dir / BUDGET_FILE
+        self.stage_dir = stage_dir
         self.fired = False
 
     def stop_all(self) -> bool:
         if not self.fired and super().stop_all():
             self.fired = True
-            write_json(self.marker, {"time_budget_s": self._timeout_seconds, "ended": time.time()})
+            store.mark_budget_ended(self.stage_dir, self._timeout_seconds, time.time())
         return self.fired
 
 
@@ -190,24 +167,23 @@ class TrialLog(Callback):
     def __init__(
         self, stage_dir: Path, searched: list[str], num_epochs: int, budget: TimeBudget | None = None
     ) -> None:
-        self.path = stage_dir / TRIALS_FILE
+        self.stage_dir = stage_dir
         self.stage, self.searched, self.num_epochs = stage_dir.name, searched, num_epochs
         self.budget = budget
-        self.ended: dict[str, dict[str, Any]] = (
-            json.loads(self.path.read_text()) if self.path.is_file() else {}
-        )
+        self.ended: dict[str, TrialEnd] = store.read_trial_ends(stage_dir)
 
     def _say(self, text: str) -> None:
         print(f"[{self.stage}] {text}", flush=True)
 
     def _record(self, trial: Any, **fields: Any) -> None:
-        entry = self.ended.setdefault(trial.trial_id, {"retries": 0})
-        entry.update(fields)
-        write_json(self.path, self.ended)
+        entry = self.ended.setdefault(trial.trial_id, TrialEnd())
+        for key, value in fields.items():
+            setattr(entry, key, value)
+        store.write_trial_ends(self.stage_dir, self.ended)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         metrics = " ".join(f"{m} {result[m]:.4f}" for m in ("pearson", "f1") if m in result)
-        params = ", ".join(f"{k}={_short(trial.config.get(k))}" for k in self.searched)
+        params = ", ".join(f"{k}={_short(trial_value(trial.config, k))}" for k in self.searched)
         self._say(f"{trial.trial_id} epoch {result.get('epoch')}/{self.num_epochs}: {metrics} ({params})")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -222,15 +198,15 @@ class TrialLog(Callback):
         if self.budget is None or not self.budget.fired:
             return
         for trial in trials:
-            if self.ended.get(trial.trial_id, {}).get("status") in ("completed", "error"):
+            if trial.trial_id in self.ended and self.ended[trial.trial_id].status is not None:
                 continue
             epochs = (trial.last_result or {}).get("epoch", 0)
             self._record(trial, status="completed", epochs=epochs, ended_by="time_budget")
             self._say(f"{trial.trial_id} stopped by the time budget after {epochs}/{self.num_epochs} epochs")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        entry = self.ended.get(trial.trial_id, {"retries": 0})
-        self._record(trial, retries=entry["retries"] + 1)
+        entry = self.ended.get(trial.trial_id, TrialEnd())
+        self._record(trial, retries=entry.retries + 1)
         self._say(f"{trial.trial_id} failed and is retried from its last checkpoint")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -246,7 +222,7 @@ def _max_epochs(param_space: dict[str, Any], default: int) -> int:
     """The scheduler's horizon: the largest number of epochs any trial may train."""
     from ray.tune.search.sample import Categorical, Integer
 
-    value = param_space.get("num_epochs", default)
+    value = trial_value(param_space, "num_epochs", default)
     if isinstance(value, dict):  # a grid
         return int(max(value["grid_search"]))
     if isinstance(value, Categorical):
@@ -254,6 +230,62 @@ def _max_epochs(param_space: dict[str, Any], default: int) -> int:
     if isinstance(value, Integer):
         return int(value.upper) - 1  # Tune's randint excludes its upper bound
     return int(value)
+
+
+@dataclass
+class StagePlan:
+    """Everything one new Tuner of a stage is built from (see :func:`run_stage`)."""
+
+    exp: ExperimentConfig
+    record: StageRecord
+    stage_dir: Path
+    param_space: dict[str, Any]
+    searcher: Any
+    scheduler: str | Any
+    samples: int
+    keep_checkpoints: int
+
+    def tuner(self, trainable: Any) -> Any:
+        """A new Tune experiment of the stage (a restored one comes from ``Tuner.restore``)."""
+        from ray import tune
+
+        exp, record, stage = self.exp, self.record, self.record.stage
+        budget = TimeBudget(exp.search.time_budget, self.stage_dir) if exp.search.time_budget else None
+        scheduler = self.scheduler
+        if isinstance(scheduler, str):
+            scheduler = scheduler_for(exp, scheduler, record.num_epochs, record.train_pairs or 0)
+        return tune.Tuner(
+            trainable,
+            param_space=self.param_space,
+            tune_config=tune.TuneConfig(
+                metric=record.metric,
+                mode=record.mode,
+                search_alg=self.searcher,
+                scheduler=scheduler,
+                num_samples=self.samples,
+                max_concurrent_trials=exp.search.max_concurrent_trials,
+                reuse_actors=True,  # a new trial skips the worker start-up and imports (seconds each)
+                trial_name_creator=lambda trial: f"{stage}_{trial.trial_id}",
+                trial_dirname_creator=lambda trial: f"{stage}_{trial.trial_id}",
+            ),
+            run_config=tune.RunConfig(
+                name=stage,
+                storage_path=str(self.stage_dir.parent),
+                checkpoint_config=tune.CheckpointConfig(
+                    num_to_keep=self.keep_checkpoints,
+                    checkpoint_score_attribute=record.metric,
+                    checkpoint_score_order=record.mode,
+                ),
+                failure_config=tune.FailureConfig(max_failures=exp.search.max_failures),
+                # Tune's own time budget: at the end running trials stop and keep their checkpoints.
+                stop=budget,
+                callbacks=[
+                    TrialLog(self.stage_dir, record.searched, record.num_epochs, budget),
+                    Progress(stage, record.metric, record.mode, record.num_epochs, exp.search.time_budget),
+                ],
+                verbose=0,
+            ),
+        )
 
 
 def run_stage(
@@ -269,18 +301,18 @@ def run_stage(
     extra: dict[str, Any] | None = None,
     keep_checkpoints: int = 1,
 ) -> Path:
-    """Run one Ray Tune experiment, then record its winner in ``<stage>/stage.json``.
+    """Run one Ray Tune experiment, then record its winner in the stage's record.
 
     Args:
         exp: the experiment (search settings, storage).
         stage: the stage's folder name.
         space: hyperparameter -> fixed value or domain spec (``tuning.spaces``).
         data: the loaded splits, put once into Ray's object store for every trial.
-        base: the fixed trial config; defaults to :func:`fixed_config`.
+        base: the fixed trial config; defaults to ``tuning.trial_config.trial_config(exp)``.
         num_samples: trials to sample (grids: repeats); default 1 for grids, else ``search.num_samples``.
         scheduler: ``asha``, ``fifo`` or a Tune scheduler object; default ``search.scheduler``.
         searcher: ``auto`` (Optuna for sampled spaces, none for grids), or a Tune searcher / None.
-        extra: more facts to record in ``stage.json`` (e.g. where carried values came from).
+        extra: more fields of the stage's record (``StageRecord``: ``carried``, ``role``, ...).
         keep_checkpoints: checkpoints each trial keeps while the stage runs, the best by the
             metric (PBT needs more than one: other trials restore from them).
 
@@ -292,10 +324,10 @@ def run_stage(
     from tuning.trial import train_trial
 
     searched = to_tune(space, f"{exp.source_file}: {stage}: ")
-    fixed = base or fixed_config(exp)
-    param_space = {**fixed, **searched}
+    fixed = base or trial_config(exp)
+    param_space = with_values(fixed, searched)
     num_epochs = _max_epochs(param_space, exp.training.num_epochs)
-    metric, mode = exp.search.metric, MODES[exp.search.metric]
+    metric = exp.search.metric
     grid = has_grid(param_space)
     samples = num_samples or (1 if grid else exp.search.num_samples)
     if searcher == "auto":
@@ -304,37 +336,37 @@ def run_stage(
         searcher = optuna_searcher(exp, stage, start) if sampled and not grid else None
     sched = scheduler or exp.search.scheduler
     stage_dir = Path(exp.experiment_dir, stage).resolve()
-    previous = (
-        json.loads((stage_dir / STAGE_FILE).read_text()) if (stage_dir / STAGE_FILE).is_file() else None
-    )
-    if previous and previous.get("status") == "done":
-        print(f"[{stage}] already done (resumed run): {previous.get('winner') or 'no winner'}", flush=True)
+    previous = store.read_stage(stage_dir)
+    if previous and previous.status == "done":
+        shown = previous.winner.model_dump() if previous.winner else "no winner"
+        print(f"[{stage}] already done (resumed run): {shown}", flush=True)
         return stage_dir
-    record: dict[str, Any] = {
-        "stage": stage,
-        "searched": sorted(k for k in space if isinstance(space[k], dict)),
-        "space": space,
-        "metric": metric,
-        "mode": mode,
-        "num_epochs": num_epochs,
-        "planned_trials": samples * grid_size(param_space),
-        "searcher": "grid" if grid else f"optuna-{exp.search.searcher}" if searcher else "variants",
-        "scheduler": sched if isinstance(sched, str) else type(sched).__name__,
-        "train_pairs": len(data["train"]),
-        "eval_every_pairs": param_space.get("eval_every_pairs"),
-        "time_budget_s": exp.search.time_budget,
-        "cpus_per_trial": exp.search.cpus_per_trial,
-        "gpus_per_trial": exp.search.gpus_per_trial,
-        "status": "running",
-        "started": time.time(),
+    every = trial_value(param_space, "eval_every_pairs")
+    record = StageRecord(
+        stage=stage,
+        status="running",
+        searched=sorted(k for k in space if isinstance(space[k], dict)),
+        space=space,
+        metric=metric,
+        mode=MODES[metric],
+        num_epochs=num_epochs,
+        planned_trials=samples * grid_size(param_space),
+        searcher="grid" if grid else f"optuna-{exp.search.searcher}" if searcher else "variants",
+        scheduler=sched if isinstance(sched, str) else type(sched).__name__,
+        train_pairs=len(data["train"]),
+        eval_every_pairs=every if isinstance(every, int) else None,
+        time_budget_s=exp.search.time_budget,
+        cpus_per_trial=exp.search.cpus_per_trial,
+        gpus_per_trial=exp.search.gpus_per_trial,
+        started=time.time(),
         **(extra or {}),
-    }
+    )
     if sched == "asha":
-        record["asha"] = asha_rungs(exp, num_epochs, len(data["train"]))
+        record.asha = asha_rungs(exp, num_epochs, len(data["train"]))
     if previous:  # an interrupted or killed stage: keep its start, count the resume
-        record.update(started=previous["started"], resumed=previous.get("resumed", 0) + 1)
+        record.started, record.resumed = previous.started, previous.resumed + 1
     stage_dir.mkdir(parents=True, exist_ok=True)
-    write_json(stage_dir / STAGE_FILE, record)
+    store.write_stage(stage_dir, record)
 
     try:  # a stop before Tune has saved any state: the record says so, not "running"
         resources = {"cpu": exp.search.cpus_per_trial, "gpu": exp.search.gpus_per_trial}
@@ -345,107 +377,44 @@ def run_stage(
             print(f"[{stage}] resuming from {stage_dir}", flush=True)
             tuner = tune.Tuner.restore(str(stage_dir), trainable, resume_unfinished=True, resume_errored=True)
         else:
-            tuner = _new_tuner(
-                exp, stage, trainable, param_space, searcher, sched, samples, num_epochs, record, stage_dir,
-                keep_checkpoints,
-            )  # fmt: skip
+            plan = StagePlan(exp, record, stage_dir, param_space, searcher, sched, samples, keep_checkpoints)
+            tuner = plan.tuner(trainable)
         if STOP_REQUESTED.is_set():  # a stop signal came while an earlier stage ended
             raise StageInterrupted(f"stage {stage} was not started: the search was asked to stop.")
         results = tuner.fit()
     except (KeyboardInterrupt, StageInterrupted):
-        record["status"] = "interrupted"
-        write_json(stage_dir / STAGE_FILE, record)
+        record.status = "interrupted"
+        store.write_stage(stage_dir, record)
         raise
     if threading.current_thread() is threading.main_thread():
         # Tune leaves its SIGUSR1 handler (its stop request) installed after fit(); put the
         # default back so a stop signal between stages is not sent to a finished run.
         signal.signal(signal.SIGUSR1, signal.SIG_DFL)
-    record["status"] = stage_status(results)
-    record["ended"] = time.time()
-    if (stage_dir / BUDGET_FILE).is_file():
-        record["ended_by"] = "time_budget"
-    record["winner"] = stage_winner(stage_dir, record)
-    write_json(stage_dir / STAGE_FILE, record)
+    record.status = stage_status(results)
+    record.ended = time.time()
+    if store.budget_ended(stage_dir):
+        record.ended_by = "time_budget"
+    record.winner = stage_winner(stage_dir, record)
+    store.write_stage(stage_dir, record)
     return stage_dir
 
 
-def _new_tuner(
-    exp: ExperimentConfig,
-    stage: str,
-    trainable: Any,
-    param_space: dict[str, Any],
-    searcher: Any,
-    sched: Any,
-    samples: int,
-    num_epochs: int,
-    record: dict[str, Any],
-    stage_dir: Path,
-    keep_checkpoints: int,
-) -> Any:
-    from ray import tune
-
-    metric, mode = record["metric"], record["mode"]
-    budget = TimeBudget(exp.search.time_budget, stage_dir) if exp.search.time_budget else None
-    return tune.Tuner(
-        trainable,
-        param_space=param_space,
-        tune_config=tune.TuneConfig(
-            metric=metric,
-            mode=mode,
-            search_alg=searcher,
-            scheduler=(
-                scheduler_for(exp, sched, num_epochs, record["train_pairs"])
-                if isinstance(sched, str)
-                else sched
-            ),
-            num_samples=samples,
-            max_concurrent_trials=exp.search.max_concurrent_trials,
-            reuse_actors=True,  # a new trial skips the worker start-up and imports (seconds each)
-            trial_name_creator=lambda trial: f"{stage}_{trial.trial_id}",
-            trial_dirname_creator=lambda trial: f"{stage}_{trial.trial_id}",
-        ),
-        run_config=tune.RunConfig(
-            name=stage,
-            storage_path=str(stage_dir.parent),
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=keep_checkpoints, checkpoint_score_attribute=metric, checkpoint_score_order=mode
-            ),
-            failure_config=tune.FailureConfig(max_failures=exp.search.max_failures),
-            # Tune's own time budget: at the end running trials stop and keep their checkpoints.
-            stop=budget,
-            callbacks=[
-                TrialLog(stage_dir, record["searched"], num_epochs, budget),
-                Progress(stage, metric, mode, num_epochs, getattr(exp.search, "time_budget", None)),
-            ],
-            verbose=0,
-        ),
-    )
-
-
-def stage_winner(stage_dir: Path, record: dict[str, Any]) -> dict[str, Any] | None:
+def stage_winner(stage_dir: Path, record: StageRecord) -> Winner | None:
     """The stage's best trial by its metric, read back from storage; ties go to the lower trial id."""
-    ended = json.loads((stage_dir / TRIALS_FILE).read_text()) if (stage_dir / TRIALS_FILE).is_file() else {}
-    trials = [
-        read_trial(d, record, ended) for d in sorted(stage_dir.iterdir()) if (d / "params.json").is_file()
-    ]
-    ranked = [
-        r
-        for r in rank(to_rows(trials, record["metric"], record["mode"]), record["metric"], record["mode"])
-        if r.metrics
-    ]
-    if not ranked:
+    trials = store.read_stage_trials(stage_dir, record)
+    rows = ranked(trials, record.metric)
+    if not rows:
         return None
-    best = ranked[0]
-    return {
-        "trial_id": best.trial_id,
-        "params": best.params,
-        "metric": record["metric"],
-        "value": best.metrics[record["metric"]],
-        "best_epoch": best.best_epoch,
-        "config_file": str(
-            next(d for d in stage_dir.iterdir() if d.name.endswith(best.trial_id)) / "params.json"
-        ),
-    }
+    best = rows[0]
+    trial = next(t for t in trials if t.trial_id == best.trial_id)
+    return Winner(
+        trial_id=best.trial_id,
+        params=best.params,
+        metric=record.metric,
+        value=best.metrics[record.metric],
+        best_epoch=best.best_epoch,
+        config_file=str(Path(trial.path, store.PARAMS_FILE)),
+    )
 
 
 # Set by the driver (run_search.py) when SIGINT or SIGTERM asks the search to stop. Tune's stop
@@ -467,11 +436,11 @@ class StageInterrupted(RuntimeError):
     """A stage ended before all its trials did (Ctrl-C): later stages must not start."""
 
 
-def require_done(exp: ExperimentConfig, stage: str) -> dict[str, Any]:
+def require_done(exp: ExperimentConfig, stage: str) -> StageRecord:
     """The stage's record if it finished with a winner; else stop the method."""
     record = read_stage(exp, stage)
-    if record.get("status") != "done":
+    if record.status != "done":
         raise StageInterrupted(f"stage {stage} was interrupted; later stages were not started.")
-    if not record.get("winner"):
-        raise StageInterrupted(f"stage {stage} has no trial with a {record['metric']} result (all failed?).")
+    if not record.winner:
+        raise StageInterrupted(f"stage {stage} has no trial with a {record.metric} result (all failed?).")
     return record

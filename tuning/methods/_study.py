@@ -18,9 +18,6 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-STUDY_FILE = "optuna.journal"
-"""The journal of every Optuna stage of an experiment, in the experiment folder."""
-
 TUNE_TRIAL_ATTR = "tune_trial_id"
 """User attribute of each Optuna trial: its Tune trial id (the folder is ``<stage>_<id>``)."""
 

@@ -8,11 +8,10 @@ its stages prefixed with the method's name; then each method's winner is re-run 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from reports.records import COMPARE_FILE
+from tuning import store
 from tuning.config import (
     ConfigError,
     ExperimentConfig,
@@ -21,8 +20,10 @@ from tuning.config import (
     make_smoke,
     validate,
 )
-from tuning.methods._stage import read_stage, write_json
+from tuning.methods._stage import read_stage
 from tuning.methods.seeds import repeat_over_seeds
+from tuning.metrics import MODES
+from tuning.store import CompareEntry, CompareRecord
 
 NOT_COMPARABLE = ("compare", "seeds")
 
@@ -50,26 +51,26 @@ def compare_method(exp: ExperimentConfig, splits: Any, prefix: str = "") -> list
             f"compare needs `methods:` from {comparable} in {exp.source_file}; got {exp.methods!r}."
         )
     subs = {m: method_experiment(exp, m) for m in exp.methods}  # every file checked before anything runs
-    summary: dict[str, Any] = {"methods": []}
+    summary = CompareRecord()
     done: list[Path] = []
     for method, sub in subs.items():
         print(f"[compare] method {method}", flush=True)
         stages = METHODS[method](sub, splits, prefix=f"{prefix}{method}-")
         done += stages
-        winners = [read_stage(sub, d.name).get("winner") for d in stages]
-        winners = [w for w in winners if w]
-        sign = -1 if sub.search.metric == "mse" else 1
-        winner = max(winners, key=lambda w: sign * w["value"]) if winners else None
-        entry = {"method": method, "stages": [d.name for d in stages], "winner": winner, "seeds_stage": None}
+        # The best stage winner, ties broken as tuning.ranking.rank breaks them (stage, trial id).
+        winners = [(d.name, w) for d in stages if (w := read_stage(sub, d.name).winner)]
+        sign = 1 if MODES[sub.search.metric] == "min" else -1
+        ordered = sorted(winners, key=lambda sw: (sign * sw[1].value, sw[0], sw[1].trial_id))
+        winner = ordered[0][1] if ordered else None
+        entry = CompareEntry(method=method, stages=[d.name for d in stages], winner=winner)
         if winner:
-            config = json.loads(Path(winner["config_file"]).read_text(encoding="utf-8"))
-            seeds_stage = f"{prefix}seeds-{method}"
+            config = store.read_params(Path(winner.config_file).parent)
+            entry.seeds_stage = f"{prefix}seeds-{method}"
             done.append(
                 repeat_over_seeds(
-                    exp, splits, config, seeds_stage, {"repeats": f"{method} winner", "method": method}
+                    exp, splits, config, entry.seeds_stage, {"repeats": f"{method} winner", "method": method}
                 )
             )
-            entry["seeds_stage"] = seeds_stage
-        summary["methods"].append(entry)
-        write_json(Path(exp.experiment_dir, COMPARE_FILE), summary)
+        summary.methods.append(entry)
+        store.write_compare(Path(exp.experiment_dir), summary)
     return done

@@ -29,8 +29,9 @@ def pbt_method(exp: ExperimentConfig, splits: Any, prefix: str = "") -> list[Pat
     from ray.tune.schedulers import PopulationBasedTraining
 
     domains = to_tune(exp.space, f"{exp.source_file}: space: ")
-    mutations = {k: v for k, v in domains.items() if k in MUTABLE and hasattr(v, "sample")}
-    if not mutations:
+    flat = {k: v for k, v in domains.items() if k in MUTABLE and hasattr(v, "sample")}
+    mutations = {"training": flat}  # nested like the trial config (tuning.trial_config)
+    if not flat:
         raise ConfigError(
             f"the pbt method needs `space:` domains for at least one of {list(MUTABLE)} in {exp.source_file}."
         )

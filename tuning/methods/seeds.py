@@ -7,12 +7,12 @@ The original project picked "the best seed", which is tuning on noise; this re-r
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from tuning.config import ConfigError, ExperimentConfig
-from tuning.methods._stage import fixed_config, run_stage, trial_data
+from tuning.methods._stage import run_stage, trial_data
+from tuning.trial_config import normalize, trial_config
 
 
 def seed_values(exp: ExperimentConfig) -> list[int]:
@@ -23,30 +23,24 @@ def seed_values(exp: ExperimentConfig) -> list[int]:
 def candidates(exp: ExperimentConfig) -> list[tuple[str, dict[str, Any]]]:
     """(label, full trial config) of each configuration to repeat."""
     if not exp.search.from_experiment:
-        return [("the file's configuration", fixed_config(exp))]
-    from reports import rank, read_experiment, to_rows
-    from tuning.metrics import MODES
+        return [("the file's configuration", trial_config(exp))]
+    from tuning.ranking import best_trials
+    from tuning.store import read_experiment
 
     source = read_experiment(exp.search.from_experiment)
-    metric, mode = exp.search.metric, MODES[exp.search.metric]
-    by_id = {(t.stage, t.trial_id): t for t in source.trials}
-    ranked = [r for r in rank(to_rows(source.trials, metric, mode), metric, mode) if r.metrics]
-    if not ranked:
+    metric = exp.search.metric
+    best = best_trials(source, metric, exp.search.top_k)
+    if not best:
         raise ConfigError(f"{exp.search.from_experiment} has no trial with a {metric} result to repeat.")
-    out = []
-    for row in ranked[: exp.search.top_k]:
-        trial = by_id[(row.stage, row.trial_id)]
-        config = json.loads(Path(trial.path, "params.json").read_text(encoding="utf-8"))
-        out.append((f"{exp.search.from_experiment}: {row.stage}/{row.trial_id}", config))
-    return out
+    return [(f"{exp.search.from_experiment}: {t.stage}/{t.trial_id}", t.config()) for t in best]
 
 
 def repeat_over_seeds(
     exp: ExperimentConfig, splits: Any, config: dict[str, Any], stage: str, extra: dict[str, Any]
 ) -> Path:
     """One stage: ``config`` trained to the end once per seed."""
-    own = fixed_config(exp)
-    base = {**config, **{k: own[k] for k in ("cpus_per_trial", "gpus_per_trial", "tensorboard_dir")}}
+    own = trial_config(exp)  # this run's resources and TensorBoard folder, the repeated settings
+    base = {**normalize(config), **{k: own[k] for k in ("resources", "tensorboard_dir")}}
     space = {"seed": {"type": "grid", "values": seed_values(exp)}}
     return run_stage(
         exp,

@@ -55,12 +55,13 @@ def run_stages(exp: ExperimentConfig, splits: Any, prefix: str = "") -> list[Pat
                 extra={"carried": dict(carried)},
             )
         )
-        winner = require_done(exp, name)["winner"]
-        for key, value in winner["params"].items():
-            carried[key] = {"value": value, "from_stage": name, "trial_id": winner["trial_id"]}
-        shown = ", ".join(f"{k}={v}" for k, v in winner["params"].items())
+        winner = require_done(exp, name).winner
+        assert winner is not None  # require_done refuses a stage without one
+        for key, value in winner.params.items():
+            carried[key] = {"value": value, "from_stage": name, "trial_id": winner.trial_id}
+        shown = ", ".join(f"{k}={v}" for k, v in winner.params.items())
         print(
-            f"[{name}] winner {winner['trial_id']} ({winner['metric']} {winner['value']:.4f}): {shown}",
+            f"[{name}] winner {winner.trial_id} ({winner.metric} {winner.value:.4f}): {shown}",
             flush=True,
         )
     return done

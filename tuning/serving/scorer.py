@@ -18,12 +18,14 @@ import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from tuning.config import ModelConfig
-from tuning.model import ModelError, PairCollator, STSModel, build_model, load_tokenizer
+from tuning.metrics import THRESHOLD
+from tuning.model import ModelError, PairCollator, STSModel, build_model, load_tokenizer, tokenize_pairs
+from tuning.store import BEST_FILE
+from tuning.trial_config import trial_value
 
-BEST_FILE = "best.json"
 DEFAULT_MAX_LENGTH = 128
-SIMILAR_AT = 3.0
-"""Scores at or above this are ``similar`` (KLUE-STS's binary label: label >= 3.0)."""
+SIMILAR_AT = THRESHOLD
+"""Scores at or above this are ``similar``: KLUE-STS's binary threshold, the one F1 is scored at."""
 
 Pair = tuple[str, str]
 
@@ -71,8 +73,9 @@ class ServedModel:
     def score(self, pairs: Sequence[Pair], batch_size: int = 64) -> np.ndarray:
         """0-5 scores of ``pairs``, in order, ``batch_size`` pairs per forward pass.
 
-        Tokenizes as :func:`tuning.model.encode` does, but directly: ``predict`` goes through a
-        ``datasets.Dataset``, which costs ~8 ms a call, 15x a forward pass of the tiny model.
+        Tokenizes with :func:`tuning.model.tokenize_pairs`, as training does, but not through
+        ``predict``'s ``datasets.Dataset``, which costs ~8 ms a call, 15x a forward pass of the
+        tiny model.
         """
         collate = PairCollator(self.tokenizer.pad_token_id)
         device = next(self.model.parameters()).device
@@ -86,22 +89,9 @@ class ServedModel:
 
     def _features(self, pairs: Sequence[Pair]) -> list[dict[str, list[int]]]:
         first, second = [a for a, _ in pairs], [b for _, b in pairs]
-        tokenize = self.tokenizer
-        if self.model.architecture == "cross":
-            enc = tokenize(first, second, truncation=True, max_length=self.max_length)
-            keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
-            return [{k: enc[k][i] for k in keys} for i in range(len(pairs))]
-        a = tokenize(first, truncation=True, max_length=self.max_length)
-        b = tokenize(second, truncation=True, max_length=self.max_length)
-        return [
-            {
-                "a_input_ids": a["input_ids"][i],
-                "a_attention_mask": a["attention_mask"][i],
-                "b_input_ids": b["input_ids"][i],
-                "b_attention_mask": b["attention_mask"][i],
-            }
-            for i in range(len(pairs))
-        ]
+        columns = tokenize_pairs(self.tokenizer, first, second, self.model.architecture, self.max_length)
+        del columns["length"]  # for group_by_length in training; not a model input
+        return [dict(zip(columns, row)) for row in zip(*columns.values())]
 
     def describe(self) -> dict[str, Any]:
         """The model and its recorded validation metrics, for ``GET /health``."""
@@ -132,8 +122,8 @@ def _read_best(folder: Path) -> dict[str, Any]:
 
 
 def _max_length(config: dict[str, Any], folder: Path) -> int:
-    """``config["max_length"]`` (a searched value) over ``config["model"]["max_length"]``, or 128."""
-    value = config.get("max_length") or (config.get("model") or {}).get("max_length") or DEFAULT_MAX_LENGTH
+    """The trial config's ``model.max_length`` (searched or fixed; ``tuning.trial_config``), or 128."""
+    value = trial_value(config, "max_length") or DEFAULT_MAX_LENGTH
     if isinstance(value, bool) or not isinstance(value, int) or value < 2:
         raise ModelError(
             f"{folder / BEST_FILE}: config max_length must be an integer >= 2, but got {value!r}."

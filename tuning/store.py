@@ -1,0 +1,595 @@
+"""What a run stores, and the only code that reads or writes it.
+
+Storage is the one hand-off between a search, its stages, ``--resume``, the winners and the
+report: nothing is handed on in memory, so a report can be rebuilt later, on another machine.
+This module names every file of an experiment folder, writes them atomically and reads them
+back as typed records. A file written by another version of this tool either loads or is
+refused with a message that names the file and the field.
+
+Layout of ``<storage>/<name>/``::
+
+    experiment.json          ExperimentMeta: resolved config, command, versions, data, outcome
+    optuna.journal           Optuna's study of every Optuna stage (optuna-dashboard reads it)
+    ray.log                  Ray's own log lines
+    ray_processes.json       the Ray processes this driver started (stopped after a kill)
+    test_scores.json         list[TestScore]: the winners scored on the test split(s)
+    compare.json             CompareRecord (method ``compare`` only)
+    report.md, *.png         the report (reports/), rebuilt from the files above
+    best_model/              the exported winner, with best.json and a model card
+    tensorboard/             one run per trial
+    <stage>/stage.json       StageRecord: what the stage searched, its status and winner
+    <stage>/trials.json      {trial id: TrialEnd}: how each ended trial ended
+    <stage>/time_budget.json the search's time budget ended this stage
+    <stage>/<stage>_<id>/    one trial (Ray Tune's): params.json, result.json, error.txt,
+                             checkpoint_*/
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from tuning.metrics import MODES
+
+# 1. File names: each is named here and nowhere else.
+EXPERIMENT_FILE = "experiment.json"
+STAGE_FILE = "stage.json"
+TRIALS_FILE = "trials.json"
+BUDGET_FILE = "time_budget.json"
+TEST_SCORES_FILE = "test_scores.json"
+COMPARE_FILE = "compare.json"
+STUDY_FILE = "optuna.journal"
+RAY_LOG_FILE = "ray.log"
+RAY_PROCESSES_FILE = "ray_processes.json"
+REPORT_FILE = "report.md"
+BEST_MODEL_DIR = "best_model"
+BEST_FILE = "best.json"
+TENSORBOARD_DIR = "tensorboard"
+# Ray Tune's names inside a trial folder.
+PARAMS_FILE = "params.json"
+RESULT_FILE = "result.json"
+ERROR_FILE = "error.txt"
+CHECKPOINT_PREFIX = "checkpoint_"
+
+
+class StorageError(ValueError):
+    """A file of an experiment folder is torn (a crash mid-write) or not one this tool wrote."""
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON atomically: a crash or a full disk mid-write leaves the old file whole.
+
+    Args:
+        path: the file.
+        payload: plain data, or a record (a pydantic model, written without unset defaults' noise).
+
+    Raises:
+        OSError: the write failed (no space, read-only storage); no ``.tmp`` file is left behind.
+    """
+    if isinstance(payload, BaseModel):
+        payload = payload.model_dump(mode="json")
+    elif isinstance(payload, list):
+        payload = [p.model_dump(mode="json") if isinstance(p, BaseModel) else p for p in payload]
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    try:
+        tmp.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:  # also KeyboardInterrupt: a second Ctrl-C mid-write
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# 2. Records: the files' shapes. `extra="forbid"`: a key this version does not know is refused
+# by name (a record of a newer version, or of another tool), never dropped silently.
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+TrialStatus = Literal["finished", "stopped", "budget", "failed", "incomplete"]
+"""How a trial ended: trained every planned epoch; stopped early by the scheduler; stopped when
+the search's time budget ended; failed (retries used up); or incomplete (running, or cut off
+by an interrupt)."""
+StageStatus = Literal["running", "interrupted", "done"]
+
+
+class Winner(Record):
+    """A stage's best trial by its metric (what a staged method carries forward)."""
+
+    trial_id: str
+    params: dict[str, Any]
+    metric: str
+    value: float
+    best_epoch: int | float | None = None
+    config_file: str
+    """The winner's ``params.json``: its full trial config."""
+
+
+class Carried(Record):
+    """A value fixed in a stage because an earlier stage's winner chose it."""
+
+    value: Any
+    from_stage: str
+    trial_id: str
+
+
+class AshaBudget(Record):
+    """ASHA's budget, in training pairs seen."""
+
+    unit: str = "training pairs"
+    grace_period: int
+    max_t: int
+    rungs: list[int]
+
+
+class StageRecord(Record):
+    """``<stage>/stage.json``: one Ray Tune experiment of a method, written while it runs."""
+
+    stage: str
+    status: StageStatus
+    searched: list[str] = []
+    space: dict[str, Any] = {}
+    metric: str = "pearson"
+    mode: Literal["max", "min"] = "max"
+    num_epochs: int = 0
+    planned_trials: int = 0
+    searcher: str = ""
+    scheduler: str = ""
+    train_pairs: int | None = None
+    eval_every_pairs: int | None = None
+    time_budget_s: float | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    started: float = 0.0
+    ended: float | None = None
+    ended_by: Literal["time_budget"] | None = None
+    resumed: int = 0
+    asha: AshaBudget | None = None
+    winner: Winner | None = None
+    # What a method adds.
+    carried: dict[str, Carried] = {}
+    """Staged methods: values earlier stages' winners fixed here."""
+    role: Literal["seeds"] | None = None
+    """``seeds``: the stage repeats one configuration over seeds."""
+    repeats: str | None = None
+    """Seed-repeat stages: which configuration they repeat."""
+    method: str | None = None
+    """``compare``: the method whose winner a seed stage repeats."""
+
+
+class TrialEnd(Record):
+    """One entry of ``<stage>/trials.json``: how an ended trial ended (Tune's callbacks)."""
+
+    retries: int = 0
+    status: Literal["completed", "error"] | None = None
+    epochs: float = 0
+    ended_by: Literal["time_budget"] | None = None
+
+
+class Untuned(Record):
+    """The pretrained model's scores before any fine-tuning, on the splits the winners get."""
+
+    what: str
+    validation: dict[str, float]
+    test: dict[str, dict[str, float]] = {}
+
+
+class ExperimentMeta(Record):
+    """``experiment.json``: written at the start, updated when the search and scoring end."""
+
+    config: dict[str, Any]
+    """The resolved ``ExperimentConfig`` (``tuning.config.experiment_from_dict`` rebuilds it)."""
+    command: str = ""
+    git_commit: str | None = None
+    versions: dict[str, str] = {}
+    data_fingerprint: str = ""
+    data_sizes: dict[str, int] = {}
+    machine: str = ""
+    started: str = ""
+    tensorboard_dir: str | None = None
+    resumed: list[str] = []
+    ray_resources: dict[str, float] | None = None
+    search_wall_time_s: float | None = None
+    untuned: Untuned | None = None
+    best_model: str | None = None
+    wall_time_s: float | None = None
+    finished: bool = False
+
+    @property
+    def metric(self) -> str:
+        """The search metric trials were ranked by."""
+        return str((self.config.get("search") or {}).get("metric", "pearson"))
+
+
+class TestScore(Record):
+    """One entry of ``test_scores.json``: a winner's best checkpoint scored on the test splits."""
+
+    __test__ = False  # not a pytest class
+
+    trial_id: str
+    stage: str
+    params: dict[str, Any]
+    best_epoch: int | float | None = None
+    validation: dict[str, float]
+    checkpoint: str = ""
+    test: dict[str, dict[str, float]]
+    role: Literal["top", "seeds"] = "top"
+    """``top``: one of the best ``top_k``; ``seeds``: a trial of a seed-repeat stage."""
+
+
+class CompareEntry(Record):
+    method: str
+    stages: list[str]
+    winner: Winner | None = None
+    seeds_stage: str | None = None
+
+
+class CompareRecord(Record):
+    """``compare.json``: which stages belong to which compared method, and its winner."""
+
+    methods: list[CompareEntry] = []
+
+
+# 3. Trials: derived from Ray Tune's files in a trial folder, not stored by us.
+
+
+def epoch_number(value: Any) -> int | float:
+    """An epoch as reported: whole epochs as ints, sub-epoch reports as fractions (``0.25``)."""
+    number = float(value)
+    return int(number) if number.is_integer() else round(number, 3)
+
+
+def better(metric: str, a: float, b: float) -> bool:
+    """Whether ``a`` is a better value of ``metric`` than ``b`` (its direction, ``MODES``)."""
+    return a < b if MODES[metric] == "min" else a > b
+
+
+@dataclass
+class TrialRecord:
+    """One trial as stored: its searched hyperparameters and its validation metrics per report."""
+
+    trial_id: str
+    stage: str
+    params: dict[str, Any]
+    """The searched hyperparameters' values (fixed ones are in the experiment config)."""
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    """One dict of validation metrics per report (each epoch, or every ``eval_every_pairs``), in order."""
+    planned_epochs: int = 0
+    status: TrialStatus = "incomplete"
+    error: str | None = None
+    retries: int = 0
+    """Times the trial failed and was restarted from its last checkpoint."""
+    path: str = ""
+    """The trial's folder in storage."""
+
+    def best(self, metric: str) -> dict[str, Any] | None:
+        """The report with the best ``metric`` (earliest on ties), or ``None`` without reports."""
+        scored = [e for e in self.epochs if e.get(metric) is not None]
+        if not scored:
+            return None
+        sign = -1 if MODES.get(metric) == "min" else 1
+        return max(scored, key=lambda e: (sign * e[metric], -e["epoch"]))
+
+    def checkpoint(self, metric: str) -> str | None:
+        """Folder of the best report's checkpoint, if storage still holds it."""
+        best = self.best(metric)
+        name = best.get("checkpoint_dir_name") if best else None
+        if not name or not Path(self.path, name).is_dir():
+            return None
+        return str(Path(self.path, name))
+
+    def config(self) -> dict[str, Any]:
+        """The trial's full config as Ray Tune handed it to the trial (``params.json``)."""
+        return read_params(Path(self.path))
+
+
+@dataclass
+class DiskUsage:
+    """Bytes (file sizes, as ``du --apparent-size`` counts them) under an experiment folder."""
+
+    total: int
+    checkpoints: int
+    """In the trials' kept checkpoints."""
+    best_model: int
+    """In the exported ``best_model/``."""
+    tensorboard: int
+    """In ``tensorboard/``."""
+    files: int
+    """Number of files counted."""
+
+
+@dataclass
+class ExperimentRecord:
+    """Everything stored for one experiment."""
+
+    path: str
+    meta: ExperimentMeta
+    stages: list[StageRecord]
+    """In the order the stages ran."""
+    trials: list[TrialRecord]
+    test_scores: list[TestScore]
+    compare: CompareRecord | None = None
+    disk: DiskUsage | None = None
+    """Disk the folder uses, when measured (the report writer measures it)."""
+
+    @property
+    def metric(self) -> str:
+        return self.meta.metric
+
+    def stage(self, name: str) -> StageRecord:
+        """The stage called ``name``; KeyError naming the stages there are otherwise."""
+        for stage in self.stages:
+            if stage.stage == name:
+                return stage
+        raise KeyError(f"no stage {name!r} in {self.path}; stages: {[s.stage for s in self.stages]}")
+
+    def stage_trials(self, name: str) -> list[TrialRecord]:
+        return [t for t in self.trials if t.stage == name]
+
+
+# 4. Reading.
+
+R = TypeVar("R", bound=BaseModel)
+
+
+def _load_object(path: Path, what: str) -> dict[str, Any]:
+    """A stored JSON object; ``what`` names the file in the message when it is not one."""
+    data = _load_json(path)
+    if not isinstance(data, dict):
+        raise StorageError(f"{path} is not {what} (expected a JSON object).")
+    return data
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise StorageError(
+            f"{path} is not valid JSON ({err}): restore it from a copy, or delete the experiment "
+            "folder and start a new run."
+        ) from None
+
+
+def _refuse(path: Path, err: ValidationError) -> StorageError:
+    """The first few problems of a stored file, each with its field, and what to do."""
+    problems = []
+    for e in err.errors()[:3]:
+        where = ".".join(str(p) for p in e["loc"]) or "the top level"
+        what = (
+            "a key this version does not know"
+            if e["type"] == "extra_forbidden"
+            else e["msg"][:1].lower() + e["msg"][1:]
+        )
+        problems.append(f"{where!r}: {what}" if e["loc"] else f"{where}: {what}")
+    more = f" (and {len(err.errors()) - 3} more)" if len(err.errors()) > 3 else ""
+    return StorageError(
+        f"{path} was not written by this version of run_search.py: "
+        f"{'; '.join(problems)}{more}. Read it with the version that wrote it, or start a new run."
+    )
+
+
+def read_record(path: Path, kind: type[R]) -> R:
+    """One stored file as its record type.
+
+    Raises:
+        StorageError: the file is torn or has a field this version does not read (names both).
+    """
+    try:
+        return kind.model_validate(_load_json(path))
+    except ValidationError as err:
+        raise _refuse(path, err) from None
+
+
+def read_records(path: Path, kind: type[R]) -> list[R]:
+    """A stored JSON list of records (``test_scores.json``)."""
+    data = _load_json(path)
+    if not isinstance(data, list):
+        raise StorageError(f"{path} is not a {path.name} written by run_search.py (expected a JSON list).")
+    try:
+        return [kind.model_validate(item) for item in data]
+    except ValidationError as err:
+        raise _refuse(path, err) from None
+
+
+def read_params(trial_dir: Path) -> dict[str, Any]:
+    """A trial's config (Ray Tune's ``params.json``); ``{}`` when there is none."""
+    path = trial_dir / PARAMS_FILE
+    return _load_object(path, "a trial's params.json") if path.is_file() else {}
+
+
+def read_results(trial_dir: str | Path) -> list[dict[str, Any]]:
+    """A trial's ``result.json`` (Ray: one JSON object per report); a torn line (crash) is skipped."""
+    path = Path(trial_dir) / RESULT_FILE
+    rows = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def trial_dirs(stage_dir: Path) -> list[Path]:
+    """The trial folders of a stage (those with a ``params.json``), sorted."""
+    return sorted(d for d in stage_dir.iterdir() if d.is_dir() and (d / PARAMS_FILE).is_file())
+
+
+def read_trial(trial_dir: Path, stage: StageRecord, ended: dict[str, TrialEnd]) -> TrialRecord:
+    """One trial folder of a Ray Tune experiment -> TrialRecord.
+
+    Args:
+        trial_dir: the trial's folder (``params.json``, ``result.json``, checkpoints).
+        stage: the stage's record.
+        ended: the stage's ``trials.json``: how each ended trial ended, and its retries.
+    """
+    from tuning.trial_config import trial_value  # the trial config's one reader
+
+    params = read_params(trial_dir)
+    by_progress: dict[float, dict[str, Any]] = {}
+    for row in read_results(trial_dir):
+        if "epoch" in row:
+            # A trial restored after a failure may report an evaluation twice: keep the latest.
+            # Reports are keyed by training pairs seen (sub-epoch reports), else by epoch.
+            by_progress[float(row.get("pairs", row["epoch"]))] = row
+    epochs = [by_progress[k] for k in sorted(by_progress)]
+    planned = int(trial_value(params, "num_epochs") or stage.num_epochs or 0)
+    trial_id = str(epochs[-1].get("trial_id")) if epochs else trial_dir.name.rsplit("_", 1)[-1]
+    end = ended.get(trial_id, TrialEnd())
+    error_file = trial_dir / ERROR_FILE
+    error = error_file.read_text(encoding="utf-8").strip() if error_file.is_file() else None
+    status: TrialStatus
+    if epochs and epochs[-1]["epoch"] >= planned:
+        status = "finished"
+    elif end.status == "error":
+        status = "failed"
+    elif end.ended_by == "time_budget":
+        status = "budget"
+    elif end.status == "completed":
+        status = "stopped"
+    else:
+        status = "incomplete"
+    return TrialRecord(
+        trial_id=trial_id,
+        stage=stage.stage,
+        params={k: trial_value(params, k) for k in stage.searched},
+        epochs=epochs,
+        planned_epochs=planned,
+        status=status,
+        error=error.splitlines()[-1] if error else None,
+        retries=end.retries,
+        path=str(trial_dir),
+    )
+
+
+def read_stage(stage_dir: Path) -> StageRecord | None:
+    """A stage's record, or ``None`` when the stage has not started."""
+    path = stage_dir / STAGE_FILE
+    return read_record(path, StageRecord) if path.is_file() else None
+
+
+def read_trial_ends(stage_dir: Path) -> dict[str, TrialEnd]:
+    """A stage's ``trials.json`` (empty before a trial ended)."""
+    path = stage_dir / TRIALS_FILE
+    if not path.is_file():
+        return {}
+    data = _load_object(path, f"a {TRIALS_FILE} written by run_search.py")
+    try:
+        return {k: TrialEnd.model_validate(v) for k, v in data.items()}
+    except ValidationError as err:
+        raise _refuse(path, err) from None
+
+
+def read_stage_trials(stage_dir: Path, stage: StageRecord | None = None) -> list[TrialRecord]:
+    """Every trial of a stage, as stored now."""
+    stage = stage or read_stage(stage_dir)
+    if stage is None:
+        return []
+    ended = read_trial_ends(stage_dir)
+    return [read_trial(d, stage, ended) for d in trial_dirs(stage_dir)]
+
+
+def read_meta(root: Path) -> ExperimentMeta:
+    """``experiment.json`` of the experiment folder ``root``.
+
+    Raises:
+        FileNotFoundError: the folder holds no experiment (message says what was expected).
+    """
+    path = root / EXPERIMENT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{root} is not an experiment folder: {EXPERIMENT_FILE} is missing "
+            "(expected <storage>/<name> as written by run_search.py)."
+        )
+    return read_record(path, ExperimentMeta)
+
+
+def read_experiment(path: str | Path) -> ExperimentRecord:
+    """Read an experiment folder (``<storage>/<name>``) written by ``run_search.py``.
+
+    Raises:
+        FileNotFoundError: the folder holds no experiment.
+        StorageError: a file is torn or of another version (named, with the field).
+    """
+    root = Path(path)
+    meta = read_meta(root)
+    stages, trials = [], []
+    for stage_file in sorted(root.glob(f"*/{STAGE_FILE}")):
+        stage = read_record(stage_file, StageRecord)
+        stages.append(stage)
+        trials.extend(read_stage_trials(stage_file.parent, stage))
+    stages.sort(key=lambda s: (s.started, s.stage))  # the order they ran in
+    scores_file = root / TEST_SCORES_FILE
+    test_scores = read_records(scores_file, TestScore) if scores_file.is_file() else []
+    compare_file = root / COMPARE_FILE
+    compare = read_record(compare_file, CompareRecord) if compare_file.is_file() else None
+    return ExperimentRecord(str(root), meta, stages, trials, test_scores, compare)
+
+
+# 5. Writing: each record to its one place.
+
+
+def write_meta(root: Path, meta: ExperimentMeta) -> None:
+    write_json(root / EXPERIMENT_FILE, meta)
+
+
+def write_stage(stage_dir: Path, record: StageRecord) -> None:
+    write_json(stage_dir / STAGE_FILE, record)
+
+
+def write_trial_ends(stage_dir: Path, ended: dict[str, TrialEnd]) -> None:
+    write_json(stage_dir / TRIALS_FILE, {k: v.model_dump(mode="json") for k, v in ended.items()})
+
+
+def write_scores(root: Path, scores: list[TestScore]) -> None:
+    write_json(root / TEST_SCORES_FILE, scores)
+
+
+def write_compare(root: Path, record: CompareRecord) -> None:
+    write_json(root / COMPARE_FILE, record)
+
+
+def mark_budget_ended(stage_dir: Path, seconds: float, ended: float) -> None:
+    """Record that the search's time budget ended this stage."""
+    write_json(stage_dir / BUDGET_FILE, {"time_budget_s": seconds, "ended": ended})
+
+
+def budget_ended(stage_dir: Path) -> bool:
+    return (stage_dir / BUDGET_FILE).is_file()
+
+
+def measure(root: str | Path, skip: tuple[str, ...] = ()) -> DiskUsage:
+    """Disk used under an experiment folder, walked without following links.
+
+    Args:
+        root: the experiment folder.
+        skip: file names directly in ``root`` not to count (the report and its figures, so that
+            rebuilding the report does not change the figure it states).
+    """
+    root = Path(root)
+    total = checkpoints = best = tensorboard = files = 0
+    for folder, dirs, names in os.walk(root):
+        dirs.sort()
+        rel = Path(folder).relative_to(root).parts
+        for name in names:
+            if not rel and name in skip:
+                continue
+            path = Path(folder, name)
+            if path.is_symlink():
+                continue
+            size = path.stat().st_size
+            total += size
+            files += 1
+            if any(p.startswith(CHECKPOINT_PREFIX) for p in rel):
+                checkpoints += size
+            elif rel and rel[0] == BEST_MODEL_DIR:
+                best += size
+            elif rel and rel[0] == TENSORBOARD_DIR:
+                tensorboard += size
+    return DiskUsage(total, checkpoints, best, tensorboard, files)

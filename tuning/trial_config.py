@@ -1,0 +1,112 @@
+"""The trial config: what Ray Tune hands ``train_trial``, built here and read here.
+
+One shape, nested by concern, the way the experiment's settings are::
+
+    {
+      "data":     {...DataConfig},
+      "model":    {...ModelConfig},       # a searched model field (num_hidden_layers) lands here
+      "training": {...TrainingConfig},    # searched training fields (learning_rate, ...) land here
+      "resources": {"cpus": 1.0, "gpus": 0.0},
+      "tensorboard_dir": "<experiment>/tensorboard",
+    }
+
+A stage's ``param_space`` is this config with Ray Tune domains in place of the searched values
+(:func:`with_values`); Ray's Optuna searcher flattens the nested space itself (Optuna names a
+parameter ``training/learning_rate``). Ray stores each trial's resolved config as its
+``params.json``, so the same shape is what storage holds and what ``seeds --from``, the winners'
+scoring, the export and the server read back (:meth:`TrialSettings.from_dict`, :func:`trial_value`).
+
+Configs written before 2026-11-30 were flat (training fields at the top level, ``data`` and
+``model`` nested, ``cpus_per_trial``): :func:`normalize` still reads them.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tuning.config import ALIASES, DataConfig, ExperimentConfig, ModelConfig, TrainingConfig, field_names
+from tuning.store import TENSORBOARD_DIR
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig}
+"""The sections of a trial config that hold settings, by name."""
+
+
+def section_of(name: str) -> str:
+    """The section a setting belongs to (``learning_rate`` -> ``training``); YAML aliases too.
+
+    Raises:
+        KeyError: ``name`` is no field of any section.
+    """
+    name = ALIASES.get(name, name)
+    for section, cls in SECTIONS.items():
+        if name in field_names(cls):
+            return section
+    raise KeyError(f"{name!r} is not a setting of {list(SECTIONS)}")
+
+
+def trial_config(exp: ExperimentConfig) -> dict[str, Any]:
+    """The config every trial of ``exp`` starts from: its fixed values, before any search."""
+    return {
+        "data": asdict(exp.data),
+        "model": asdict(exp.model),
+        "training": asdict(exp.training),
+        "resources": {"cpus": exp.search.cpus_per_trial, "gpus": exp.search.gpus_per_trial},
+        "tensorboard_dir": str(Path(exp.experiment_dir, TENSORBOARD_DIR).resolve()),
+    }
+
+
+def with_values(config: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``config`` with each of ``values`` (setting name -> value or Tune domain) in
+    its section."""
+    out = copy.deepcopy(normalize(config))
+    for name, value in values.items():
+        out[section_of(name)][ALIASES.get(name, name)] = value
+    return out
+
+
+def trial_value(config: dict[str, Any], name: str, default: Any = None) -> Any:
+    """One setting's value in a trial config (also in a flat one of an older version)."""
+    name = ALIASES.get(name, name)
+    return normalize(config).get(section_of(name), {}).get(name, default)
+
+
+def normalize(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` in today's nested shape; a flat config (before 2026-11-30) is converted."""
+    if isinstance(config.get("training"), dict):
+        return config
+    model = dict(config.get("model") or {})
+    model.update({k: config[k] for k in field_names(ModelConfig) if k in config})
+    return {
+        "data": dict(config.get("data") or {}),
+        "model": model,
+        "training": {k: config[k] for k in field_names(TrainingConfig) if k in config},
+        "resources": {"cpus": config.get("cpus_per_trial", 1.0), "gpus": config.get("gpus_per_trial", 0.0)},
+        "tensorboard_dir": config.get("tensorboard_dir"),
+    }
+
+
+@dataclass
+class TrialSettings:
+    """A trial's resolved settings, read from its config (:meth:`from_dict`)."""
+
+    data: DataConfig
+    model: ModelConfig
+    training: TrainingConfig
+    threads: int = 1
+    """Torch threads: the CPUs Ray reserved for the trial (at least 1)."""
+    tensorboard_dir: str | None = None
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any]) -> TrialSettings:
+        """The settings of a trial config (today's nested shape, or an older flat one)."""
+        config = normalize(config)
+        return cls(
+            data=DataConfig(**config.get("data", {})),
+            model=ModelConfig(**config.get("model", {})),
+            training=TrainingConfig(**config.get("training", {})),
+            threads=max(1, int((config.get("resources") or {}).get("cpus", 1))),
+            tensorboard_dir=config.get("tensorboard_dir"),
+        )
