@@ -36,6 +36,8 @@ VARIANTS = {
     "CoSENT": {"loss": "cosent"},
     "AnglE": {"loss": "angle"},
 }
+KEYS = dict(zip(("mse", "corr0.1", "corr0.3", "multitask", "cosent", "angle"), VARIANTS, strict=True))
+"""Short names of the variants, for ``--only``."""
 EPOCHS = 1
 """Every variant trains one epoch (the profile's baseline trains 4: too long for 5 seeds x 6 variants)."""
 
@@ -50,7 +52,7 @@ def summarize(record, target: float) -> dict:
     """Seed spread of validation/test Pearson and F1, and epochs to the target, of one run."""
     from reports.summary import mean_std, seed_spread
 
-    stage = record.stages[0]["stage"]
+    stage = record.stages[0].stage
     spread = seed_spread(stage, record)
     reached = [epochs_to(t.epochs, target) for t in record.trials]
     hits = [e for e in reached if e is not None]
@@ -93,19 +95,28 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help="builtin:tiny smoke run (checks the script, not the ideas)"
     )
     p.add_argument(
+        "--only",
+        nargs="+",
+        choices=list(KEYS),
+        metavar="VARIANT",
+        help=f"run only these variants, in this order (default: all): {', '.join(KEYS)}",
+    )
+    p.add_argument(
         "--storage",
         default=None,
         help="keep the runs here (default: a temporary folder); variants already finished there are read, not re-run",
     )
     args = p.parse_args(argv)
-    from reports import read_experiment
+    from tuning.store import read_experiment
 
     storage = Path(args.storage or tempfile.mkdtemp(prefix="bench-objectives-")).resolve()
     storage.mkdir(parents=True, exist_ok=True)
     started = time.time()
     rows = {}
     flags = ("--seeds", str(args.seeds), *(["--smoke-test"] if args.quick else []))
-    for i, (name, change) in enumerate(VARIANTS.items()):
+    index = {name: i for i, name in enumerate(VARIANTS)}  # folder v<i> stays the variant's own
+    for name in [KEYS[k] for k in args.only] if args.only else list(VARIANTS):
+        i, change = index[name], VARIANTS[name]
         config = {
             "base": str(REPO / "search_spaces" / "cpu" / "baseline.yaml"),
             "name": f"v{i}",
