@@ -201,10 +201,17 @@ def test_served_model_scores_as_predict(tmp_path: Path, architecture: str) -> No
     assert served.max_length == 64
 
 
-def test_max_length_from_best_json(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"model": {"max_length": 32}, "training": {}},  # a trial config (tuning.trial_config)
+        {"max_length": 32, "model": {"max_length": 64}},  # a flat one of before 2026-11-30, searched
+    ],
+)
+def test_max_length_from_best_json(tmp_path: Path, config: dict) -> None:
     folder = export_tiny(tmp_path / "m")
     best = json.loads((folder / "best.json").read_text())
-    best["config"] = {"max_length": 32, "model": {"max_length": 64}}
+    best["config"] = config
     (folder / "best.json").write_text(json.dumps(best))
     served = ServedModel.load(folder)
     assert served.max_length == 32

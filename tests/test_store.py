@@ -30,6 +30,7 @@ from tuning.store import (
     read_experiment,
     read_record,
     read_stage,
+    read_stage_trials,
     read_trial_ends,
     write_json,
     write_scores,
@@ -298,3 +299,23 @@ def test_checkpoint_is_the_best_reports_folder_if_storage_holds_it(tmp_path: Pat
     assert t.checkpoint("pearson") == str(tmp_path / "checkpoint_000001")
     # Ray kept only the best checkpoint by pearson; the best by f1 is gone.
     assert t.checkpoint("f1") is None
+
+
+def test_a_trial_without_reports_keeps_its_whole_id(tmp_path: Path) -> None:
+    """Ray's ids of grid and fixed-variant trials hold a '_' (``d44ae_00000``): a trial that
+    failed before its first report is still matched with its entry in trials.json."""
+    stage_dir = tmp_path / "grid"
+    (stage_dir / "grid_d44ae_00000").mkdir(parents=True)
+    write_json(stage_dir / "grid_d44ae_00000" / "params.json", {"training": {"num_epochs": 2}})
+    write_json(stage_dir / "stage.json", {"stage": "grid", "status": "done"})
+    write_json(stage_dir / "trials.json", {"d44ae_00000": {"retries": 2, "status": "error", "epochs": 0}})
+    (trial,) = read_stage_trials(stage_dir)
+    assert (trial.trial_id, trial.status, trial.retries) == ("d44ae_00000", "failed", 2)
+
+
+def test_a_searched_eval_every_pairs_of_an_older_stage_json_loads_as_not_fixed() -> None:
+    """Before 2026-11-30 a searched eval_every_pairs was stored as its Tune domain."""
+    for stored in ({"grid_search": [360, 720]}, "<ray.tune.search.sample.Categorical object>"):
+        record = StageRecord.model_validate({"stage": "s", "status": "done", "eval_every_pairs": stored})
+        assert record.eval_every_pairs is None
+    assert StageRecord(stage="s", status="done", eval_every_pairs=720).eval_every_pairs == 720

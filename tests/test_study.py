@@ -25,7 +25,8 @@ SNAPSHOT_WARNING = "Experiment state snapshotting has been triggered multiple ti
 
 def _trial(trial_id: str, status: str, pearsons: list[float], num_epochs: int = 3) -> Trial:
     """A real Tune trial record that reported one validation Pearson per epoch."""
-    trial = Trial("train_trial", config={"num_epochs": num_epochs}, trial_id=trial_id, stub=True)
+    config = {"training": {"num_epochs": num_epochs}}  # a trial config (tuning.trial_config)
+    trial = Trial("train_trial", config=config, trial_id=trial_id, stub=True)
     for epoch, value in enumerate(pearsons, 1):
         trial.update_last_result({"pearson": value, "epoch": float(epoch), "training_iteration": epoch})
     trial.set_status(status)

@@ -51,7 +51,11 @@ def searchable() -> list[str]:
 
 
 def _section(name: str) -> tuple[str, type]:
-    return ("training", TrainingConfig) if name in field_names(TrainingConfig) else ("model", ModelConfig)
+    """The section a searchable setting belongs to, and its config class."""
+    from tuning.trial_config import SECTIONS, section_of
+
+    section = section_of(name)
+    return section, SECTIONS[section]
 
 
 @dataclass(frozen=True)

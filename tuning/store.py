@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from tuning.metrics import MODES
 
@@ -143,6 +143,7 @@ class StageRecord(Record):
     scheduler: str = ""
     train_pairs: int | None = None
     eval_every_pairs: int | None = None
+    """Training pairs between two reports, when fixed (``None``: once an epoch, or searched)."""
     time_budget_s: float | None = None
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
@@ -161,6 +162,12 @@ class StageRecord(Record):
     """Seed-repeat stages: which configuration they repeat."""
     method: str | None = None
     """``compare``: the method whose winner a seed stage repeats."""
+
+    @field_validator("eval_every_pairs", mode="before")
+    @classmethod
+    def _fixed_pairs_only(cls, value: Any) -> Any:
+        # Before 2026-11-30 a searched value was stored as its domain (a dict or its text).
+        return value if isinstance(value, int) or value is None else None
 
 
 class TrialEnd(Record):
@@ -243,11 +250,6 @@ def epoch_number(value: Any) -> int | float:
     """An epoch as reported: whole epochs as ints, sub-epoch reports as fractions (``0.25``)."""
     number = float(value)
     return int(number) if number.is_integer() else round(number, 3)
-
-
-def better(metric: str, a: float, b: float) -> bool:
-    """Whether ``a`` is a better value of ``metric`` than ``b`` (its direction, ``MODES``)."""
-    return a < b if MODES[metric] == "min" else a > b
 
 
 @dataclass
@@ -440,7 +442,12 @@ def read_trial(trial_dir: Path, stage: StageRecord, ended: dict[str, TrialEnd]) 
             by_progress[float(row.get("pairs", row["epoch"]))] = row
     epochs = [by_progress[k] for k in sorted(by_progress)]
     planned = int(trial_value(params, "num_epochs") or stage.num_epochs or 0)
-    trial_id = str(epochs[-1].get("trial_id")) if epochs else trial_dir.name.rsplit("_", 1)[-1]
+    # Ray names a trial's folder <stage>_<trial id>; ids of grids and fixed variants hold a "_".
+    trial_id = (
+        str(epochs[-1].get("trial_id"))
+        if epochs
+        else trial_dir.name.removeprefix(f"{trial_dir.parent.name}_")
+    )
     end = ended.get(trial_id, TrialEnd())
     error_file = trial_dir / ERROR_FILE
     error = error_file.read_text(encoding="utf-8").strip() if error_file.is_file() else None

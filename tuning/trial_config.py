@@ -27,11 +27,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tuning import config as settings
 from tuning.config import ALIASES, DataConfig, ExperimentConfig, ModelConfig, TrainingConfig, field_names
 from tuning.store import TENSORBOARD_DIR
 
-SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig}
-"""The sections of a trial config that hold settings, by name."""
+SECTIONS: dict[str, type] = {k: settings.SECTIONS[k] for k in ("data", "model", "training")}
+"""The sections of a trial config that hold settings (the search section stays with the driver)."""
 
 
 def section_of(name: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -103,7 +102,7 @@ def export_best(winner: TestScore, experiment_dir: str | Path) -> Path:
     settings = store.read_params(Path(winner.checkpoint).parent)
     model.save_pretrained(out, tokenizer, TrialSettings.from_dict(settings).model.max_length)
     info = {**winner.model_dump(mode="json"), "config": settings}
-    (out / store.BEST_FILE).write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
+    store.write_json(out / store.BEST_FILE, info)
     has_record = Path(experiment_dir, store.EXPERIMENT_FILE).is_file()
     experiment = store.read_experiment(experiment_dir) if has_record else None
     (out / "README.md").write_text(model_card(info, experiment), encoding="utf-8")

@@ -149,6 +149,13 @@ class TimeBudget(TimeoutStopper):
         self.stage_dir = stage_dir
         self.fired = False
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Tuner.restore unpickles the stopper from tuner.pkl, pickled when the Tuner was created;
+        # one pickled before 2026-11-30 kept the marker file's path instead of the stage folder.
+        if "marker" in state:
+            state["stage_dir"] = Path(state.pop("marker")).parent
+        super().__setstate__(state)
+
     def stop_all(self) -> bool:
         if not self.fired and super().stop_all():
             self.fired = True
@@ -171,6 +178,16 @@ class TrialLog(Callback):
         self.stage, self.searched, self.num_epochs = stage_dir.name, searched, num_epochs
         self.budget = budget
         self.ended: dict[str, TrialEnd] = store.read_trial_ends(stage_dir)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Tuner.restore unpickles the callbacks from tuner.pkl, pickled when the Tuner was
+        # created: what storage says now (trials.json) replaces the pickled copy, or a resumed
+        # stage would rewrite trials.json without the trials that ended before the stop. One
+        # pickled before 2026-11-30 kept the file's path instead of the stage folder.
+        if "path" in state:
+            state["stage_dir"] = Path(state.pop("path")).parent
+        self.__dict__.update(state)
+        self.ended = store.read_trial_ends(self.stage_dir)
 
     def _say(self, text: str) -> None:
         print(f"[{self.stage}] {text}", flush=True)
