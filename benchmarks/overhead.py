@@ -127,7 +127,7 @@ class RayTrial:
 
 
 def ray_trials(record: Any) -> list[RayTrial]:
-    """The trials of an experiment record (``reports.read_experiment``) that reported, placed in
+    """The trials of an experiment record (``tuning.store.read_experiment``) that reported, placed in
     time by their TensorBoard runs (``<experiment>/tensorboard/<trial>``)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

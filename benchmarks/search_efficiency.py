@@ -18,7 +18,7 @@ method tries it:
   of 3): the project's default;
 - ``pbt``: population-based training (``--method pbt``) of a small population over the same ranges.
 
-Results are read back from storage (``reports.read_experiment``). Every epoch result of a run, in
+Results are read back from storage (``tuning.store.read_experiment``). Every epoch result of a run, in
 the order Ray recorded them (its result timestamps, 1 s resolution), counts one trial-epoch; a
 method's cost is the trial-epochs spent up to its first result within the tolerance of the grid's
 best. The grid's own cost is all its trial-epochs: it knows its best only when every trial has

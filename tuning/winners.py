@@ -12,7 +12,7 @@ from transformers import AutoTokenizer
 from tuning import store
 from tuning.metrics import compute_all
 from tuning.model import STSModel, predict
-from tuning.ranking import ranked
+from tuning.ranking import METRIC_COLUMNS, ranked
 from tuning.store import (
     BEST_MODEL_DIR,
     ExperimentRecord,
@@ -54,7 +54,7 @@ def score_trial(trial: TrialRecord, splits: DatasetDict, metric: str, role: str 
         stage=trial.stage,
         params=trial.params,
         best_epoch=epoch_number(best["epoch"]),
-        validation={k: best[k] for k in ("pearson", "f1", "spearman", "mse") if k in best},
+        validation={k: best[k] for k in METRIC_COLUMNS if k in best},
         checkpoint=checkpoint,
         test=test,
         role=role,
