@@ -185,3 +185,12 @@ def test_a_hub_model_is_named_as_the_base_model():
         {"type": "pearsonr", "value": 0.9, "name": "Pearson"},
         {"type": "f1", "value": 0.8, "name": "F1"},
     ]
+
+
+def test_a_fitted_cosine_map_is_what_the_card_tells_users_to_apply():
+    """A ranking loss's bi-encoder scores cosine x scale + shift; the card's code must say so."""
+    best = {"config": {"model": {"name_or_path": "builtin:tiny", "architecture": "bi"}}, "test": {}}
+    assert "5 * model.similarity_pairwise(a, b)  # 0-5" in model_card(best)
+    card = model_card(best, None, (3.25, -1.5))
+    assert "KLUE-STS's 0-5 scale as 3.25 x the cosine - 1.5 of their" in card
+    assert "scores = 3.25 * model.similarity_pairwise(a, b) - 1.5  # 0-5, one per pair" in card

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from tuning.config import DataConfig, ModelConfig, TrainingConfig
-from tuning.model import STSModel
-from tuning.trial import REPORTED, Fidelity, TrialSettings, run_training, target_transform
+from tuning.model import STSModel, predict
+from tuning.trial import REPORTED, Fidelity, TrialSettings, fit_score_map, run_training, target_transform
+from tuning.winners import load_checkpoint
 
 
 def settings(architecture: str = "cross", **training) -> TrialSettings:
@@ -81,6 +82,36 @@ def test_checkpoint_maps_predictions_back_to_the_label_scale(small_splits, tmp_p
     labels = np.asarray(small_splits["train"]["label"])
     assert meta["target_scale"] == pytest.approx(labels.std(), rel=1e-6)
     assert meta["target_shift"] == pytest.approx(labels.mean(), rel=1e-6)
+
+
+def test_fit_score_map_recovers_a_line_and_refuses_what_is_no_score_map():
+    raw = np.array([0.80, 0.85, 0.90, 0.95])
+    assert fit_score_map(raw, 40 * raw - 33) == pytest.approx((40.0, -33.0))
+    assert fit_score_map(np.full(4, 0.9), np.arange(4.0)) is None  # constant cosines
+    assert fit_score_map(raw, -raw) is None  # a falling line would reverse the ranking
+    assert fit_score_map(raw[:1], raw[:1]) is None
+
+
+@pytest.mark.parametrize("loss", ["cosent", "angle"])
+def test_ranking_loss_checkpoints_map_cosines_onto_the_label_scale(small_splits, tmp_path, loss):
+    """The checkpoint's scores are the least-squares line of its cosines on the training pairs
+    (all 64 here: fewer than CALIBRATION_PAIRS), so they average to the labels' mean, not 5 x
+    a cosine near 1; Pearson is the cosine's."""
+    reports, kept = train(settings("bi", loss=loss), small_splits, tmp_path, keep_epoch=2)
+    model, tokenizer = load_checkpoint(str(kept))
+    assert model.meta()["target_scale"] != 5.0
+    train_split = small_splits["train"]
+    scores = predict(model, tokenizer, list(zip(train_split["sentence1"], train_split["sentence2"])), 64)
+    labels = np.asarray(train_split["label"])
+    assert scores.mean() == pytest.approx(labels.mean(), abs=1e-3)
+    validation = small_splits["validation"]
+    scores = predict(model, tokenizer, list(zip(validation["sentence1"], validation["sentence2"])), 64)
+    assert np.corrcoef(scores, validation["label"])[0, 1] == pytest.approx(reports[-1]["pearson"], abs=1e-5)
+
+
+def test_regression_losses_keep_five_times_the_cosine(small_splits, tmp_path):
+    _, kept = train(settings("bi", loss="mse", num_epochs=1), small_splits, tmp_path)
+    assert STSModel.from_checkpoint(kept).meta()["target_scale"] == 5.0
 
 
 def test_tensorboard_gets_clean_per_trial_curves(small_splits, tmp_path):

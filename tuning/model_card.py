@@ -34,7 +34,11 @@ DATASETS: dict[tuple[str, str], tuple[str, str, str, str]] = {
 EXAMPLE = ("비행기가 이륙하고 있다.", "비행기가 이륙한다.")
 
 
-def model_card(best: dict[str, Any], experiment: ExperimentRecord | None = None) -> str:
+def model_card(
+    best: dict[str, Any],
+    experiment: ExperimentRecord | None = None,
+    score_map: tuple[float, float] = (5.0, 0.0),
+) -> str:
     """Markdown of the model card.
 
     Args:
@@ -42,6 +46,8 @@ def model_card(best: dict[str, Any], experiment: ExperimentRecord | None = None)
             ``best_epoch``, ``validation`` and ``test`` metrics, and the trial's ``config``.
         experiment: the experiment's record (name, method, data sizes, stages, trials); without
             it the card leaves out the search and the split sizes.
+        score_map: a bi-encoder's ``(scale, shift)``: score = cosine x scale + shift (the
+            model's ``target_scale`` / ``target_shift``; fitted when a ranking loss trained it).
     """
     settings = TrialSettings.from_dict(best.get("config") or {})
     config = experiment.meta.config if experiment else {}
@@ -58,7 +64,7 @@ def model_card(best: dict[str, Any], experiment: ExperimentRecord | None = None)
         "",
         "Scores the semantic similarity of two Korean sentences on KLUE-STS's 0-5 scale "
         + (
-            "as 5 x the cosine of their mean-pooled embeddings."
+            f"as {_cosine_line(score_map)} of their mean-pooled embeddings."
             if bi
             else "from the pair read as one sequence (the regression head outputs 0-5 directly)."
         ),
@@ -67,7 +73,7 @@ def model_card(best: dict[str, Any], experiment: ExperimentRecord | None = None)
         *_data(settings, sizes),
         *_search(best, config, experiment),
         *_results(best),
-        *_usage(settings, folder),
+        *_usage(settings, folder, score_map),
     ]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -202,15 +208,26 @@ def _results(best: dict[str, Any]) -> list[str]:
     return out
 
 
-def _usage(settings: TrialSettings, folder: str) -> list[str]:
+def _cosine_line(score_map: tuple[float, float]) -> str:
+    """``5 x the cosine`` or, for a fitted map, ``1.234 x the cosine - 0.567``."""
+    scale, shift = score_map
+    text = f"{scale:.4g} x the cosine"
+    return text if shift == 0 else f"{text} {'+' if shift > 0 else '-'} {abs(shift):.4g}"
+
+
+def _usage(settings: TrialSettings, folder: str, score_map: tuple[float, float]) -> list[str]:
     a, b = EXAMPLE
     if settings.model.architecture == "bi":
+        scale, shift = score_map
+        formula = f"{scale:.6g} * model.similarity_pairwise(a, b)"
+        if shift != 0:
+            formula += f" {'+' if shift > 0 else '-'} {abs(shift):.6g}"
         code = [
             "from sentence_transformers import SentenceTransformer",
             "",
             f'model = SentenceTransformer("{folder}")',
             f'a, b = model.encode(["{a}"]), model.encode(["{b}"])',
-            "scores = 5 * model.similarity_pairwise(a, b)  # 0-5, one per pair",
+            f"scores = {formula}  # 0-5, one per pair",
         ]
     else:
         code = [

@@ -44,8 +44,9 @@ Report = Callable[[dict[str, Any], "str | None"], None]
 def target_transform(settings: TrialSettings, train_labels: np.ndarray) -> tuple[float, float]:
     """(scale, shift) with ``score = raw * scale + shift``.
 
-    ``bi`` scores are 5 x cosine. A ``cross`` regression head is trained on standardized labels
-    (train mean/std) unless ``standardize_targets`` is off.
+    ``bi`` scores are 5 x cosine (a ranking loss refits the line: :class:`STSTrainer`). A
+    ``cross`` regression head is trained on standardized labels (train mean/std) unless
+    ``standardize_targets`` is off.
     """
     if settings.model.architecture == "bi":
         return 5.0, 0.0
@@ -54,12 +55,40 @@ def target_transform(settings: TrialSettings, train_labels: np.ndarray) -> tuple
     return 1.0, 0.0
 
 
-class STSTrainer(Trainer):
-    """The HF Trainer with this project's losses, multi-task term and LR schedules."""
+# Training pairs a ranking loss's score map is fitted on before each evaluation (fixed per trial).
+CALIBRATION_PAIRS = 512
 
-    def __init__(self, *args: Any, training: TrainingConfig, **kwargs: Any) -> None:
+
+def fit_score_map(raw: np.ndarray, labels: np.ndarray) -> tuple[float, float] | None:
+    """Least-squares ``(scale, shift)`` with ``labels ~ raw * scale + shift``.
+
+    ``None`` when the fit cannot be a score map: ``raw`` is constant, or the line is not
+    increasing (it would reverse the ranking the model learned).
+    """
+    raw, labels = np.asarray(raw, dtype=np.float64), np.asarray(labels, dtype=np.float64)
+    if raw.size < 2 or np.ptp(raw) == 0:
+        return None
+    scale, shift = np.polyfit(raw, labels, 1)
+    return (float(scale), float(shift)) if scale > 0 else None
+
+
+class STSTrainer(Trainer):
+    """The HF Trainer with this project's losses, multi-task term and LR schedules.
+
+    Ranking losses (CoSENT, AnglE) train only the order of the cosines, not their scale: e5's
+    cosines stay near 1, so 5 x cosine calls almost every pair similar. With such a loss the
+    trainer fits ``score = cosine * scale + shift`` on ``calibration`` (a fixed sample of
+    training pairs) before each evaluation. Pearson and Spearman are unchanged (a rising line);
+    F1 at 3.0 and MSE become meaningful; the map is saved with each checkpoint (the model's
+    buffers), so test scoring, export and serving use it.
+    """
+
+    def __init__(
+        self, *args: Any, training: TrainingConfig, calibration: datasets.Dataset | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.training = training
+        self.calibration = calibration
         params = {"alpha": training.alpha} if training.loss == "corr_mae" else {}
         self.score_loss = make_loss(training.loss, **params)
         self.binary_loss = make_loss("bce")
@@ -73,14 +102,37 @@ class STSTrainer(Trainer):
     ) -> Any:
         out = model(**inputs)
         sts: STSModel = self.accelerator.unwrap_model(model)
-        target = (inputs["labels"] - sts.target_shift) / sts.target_scale
         on_embeddings = self.training.loss in EMBEDDING_LOSSES  # CoSENT, AnglE: bi-encoders only
-        loss = self.score_loss(out["embeddings"] if on_embeddings else out["raw"], target)
+        if on_embeddings:  # they rank pairs by label: the label scale is theirs as it is
+            loss = self.score_loss(out["embeddings"], inputs["labels"])
+        else:
+            target = (inputs["labels"] - sts.target_shift) / sts.target_scale
+            loss = self.score_loss(out["raw"], target)
         if "binary_logits" in out:
             loss = loss + self.training.mtl_lambda * self.binary_loss(
                 out["binary_logits"], inputs["binary_labels"]
             )
         return (loss, {"scores": out["scores"]}) if return_outputs else loss
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        if self.calibration is not None:
+            self.calibrate()
+        return super().evaluate(*args, **kwargs)
+
+    def calibrate(self) -> None:
+        """Fit the score map on ``calibration`` (see the class); kept as it was if none fits."""
+        raw, labels = [], []
+        self.model.eval()
+        with torch.no_grad():
+            for batch in self.get_eval_dataloader(self.calibration):
+                batch = self._prepare_inputs(batch)
+                raw.append(self.model(**batch)["raw"].float().cpu())
+                labels.append(batch["labels"].float().cpu())
+        fitted = fit_score_map(torch.cat(raw).numpy(), torch.cat(labels).numpy())
+        if fitted is not None:
+            sts: STSModel = self.accelerator.unwrap_model(self.model)
+            sts.target_scale.fill_(fitted[0])
+            sts.target_shift.fill_(fitted[1])
 
     def create_scheduler(
         self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None
@@ -422,6 +474,7 @@ def run_training(
     model = build_model(settings.model, tokenizer, settings.training.head, scale, shift)
     freeze_lower_layers(model, settings.training.freeze_embeddings, settings.training.freeze_layers)
     fidelity = Fidelity.of(settings.training, len(train))
+    ranking = settings.training.loss in EMBEDDING_LOSSES  # its score map is fitted: STSTrainer
     callbacks: list[TrainerCallback] = [
         EvaluationSchedule(fidelity),
         EpochReporter(report, model, started, fidelity),
@@ -439,10 +492,18 @@ def run_training(
         compute_metrics=compute_metrics,
         callbacks=callbacks,
         training=settings.training,
+        calibration=calibration_sample(train_enc, settings) if ranking else None,
     )
     trainer.remove_callback(PrinterCallback)  # progress is Tune's to print, once per epoch
     # 4. Train; a resumed trial continues after its last completed epoch.
     trainer.train(resume_from_checkpoint=resume_from)
+
+
+def calibration_sample(train: datasets.Dataset, settings: TrialSettings) -> datasets.Dataset:
+    """The trial's fixed sample of :data:`CALIBRATION_PAIRS` training pairs (all when fewer)."""
+    if len(train) <= CALIBRATION_PAIRS:
+        return train
+    return train.shuffle(seed=settings.training.seed).select(range(CALIBRATION_PAIRS))
 
 
 # The Trainer's output folders (an epoch's checkpoint before Tune copies it to storage), one

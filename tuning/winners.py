@@ -87,7 +87,7 @@ def export_best(winner: TestScore, experiment_dir: str | Path) -> Path:
     model card (``README.md``).
 
     The folder loads with ``STSModel.from_pretrained`` (0-5 scores, what ``serve`` uses), with
-    ``SentenceTransformer`` (``bi``: 5 x cosine) or ``CrossEncoder`` (``cross``: 0-5), and, for
+    ``SentenceTransformer`` (``bi``: the card gives the cosine's map to 0-5) or ``CrossEncoder`` (``cross``: 0-5), and, for
     ``cross``, with ``AutoModelForSequenceClassification.from_pretrained`` too.
     """
     from transformers.utils import logging as hf_logging
@@ -105,7 +105,8 @@ def export_best(winner: TestScore, experiment_dir: str | Path) -> Path:
     store.write_json(out / store.BEST_FILE, info)
     has_record = Path(experiment_dir, store.EXPERIMENT_FILE).is_file()
     experiment = store.read_experiment(experiment_dir) if has_record else None
-    (out / "README.md").write_text(model_card(info, experiment), encoding="utf-8")
+    score_map = (float(model.target_scale), float(model.target_shift))
+    (out / "README.md").write_text(model_card(info, experiment, score_map), encoding="utf-8")
     return out
 
 
