@@ -4,6 +4,10 @@
     python -m benchmarks peers --quick          # a tiny model, 64 pairs, 2 trials of 2 epochs (~4 min)
     python -m benchmarks peers --peers ours st-optuna --storage runs/peers
 
+With ``--storage`` every peer's row is kept there; a later run with the same folder reads the
+rows of peers that ran the same search without an error and runs only the others, so the full
+table can be measured a peer at a time.
+
 Every peer runs the same search — the profile's model at its depth, its architecture, its
 training and validation pairs (``tuning.data.load_splits`` of its data section), its search space,
 number of trials, maximum epochs, training seed and searcher seed — one after another on this
@@ -172,6 +176,7 @@ def run_peer(name: str, config: dict[str, Any], tmp: Path, gpu: bool, timeout: f
         env["CUDA_VISIBLE_DEVICES"] = ""
     log = tmp / f"{name}.log"
     peak, done = [0], threading.Event()
+    wall_started, load_before = time.time(), round(os.getloadavg()[0], 2)
     started = time.monotonic()
     with open(log, "w", encoding="utf-8") as out:
         child = subprocess.Popen(
@@ -195,7 +200,13 @@ def run_peer(name: str, config: dict[str, Any], tmp: Path, gpu: bool, timeout: f
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, signal.SIGKILL)
             child.wait(10)
-    row: dict[str, Any] = {"peer": name, "wall_s": time.monotonic() - started, "peak_rss": peak[0]}
+    row: dict[str, Any] = {
+        "peer": name,
+        "wall_s": time.monotonic() - started,
+        "peak_rss": peak[0],
+        "measured_at": time.strftime("%Y-%m-%d %H:%M", time.localtime(wall_started)),
+        "load_before": load_before,  # 1-minute load average as the peer started
+    }
     row["disk"] = folder_bytes(work) if work.is_dir() else 0
     result = tmp / f"{name}.json"
     if child.returncode == 0 and result.is_file():
@@ -203,6 +214,23 @@ def run_peer(name: str, config: dict[str, Any], tmp: Path, gpu: bool, timeout: f
     lines = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
     why = f"ran past {timeout:.0f} s" if row["wall_s"] >= timeout else f"exited {child.returncode}"
     return row | {"error": f"{why}: {lines[-1] if lines else 'no output'} (log {log})"}
+
+
+def save_row(row: dict[str, Any], config: dict[str, Any], tmp: Path, gpu: bool) -> None:
+    """Keep a peer's row as ``<tmp>/<peer>.row.json`` with the search it ran, so that a later run
+    with the same ``--storage`` reads it instead of training again (the full table takes hours)."""
+    saved = {"experiment": config, "gpu": gpu, "row": row}
+    (tmp / f"{row['peer']}.row.json").write_text(json.dumps(saved, indent=1), encoding="utf-8")
+
+
+def saved_row(name: str, config: dict[str, Any], tmp: Path, gpu: bool) -> dict[str, Any] | None:
+    """The row an earlier run kept for ``name``, if it ran this very search without an error."""
+    path = tmp / f"{name}.row.json"
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    same = saved.get("experiment") == config and saved.get("gpu") == gpu
+    return saved["row"] if same and "error" not in saved["row"] else None
 
 
 def best_so_far(curve: list[list[float]]) -> list[tuple[float, float]]:
@@ -316,8 +344,14 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.peers:
             peer_config = json.loads(json.dumps(config))
             peer_config["model"]["architecture"] = PEERS[name].architecture
+            saved = saved_row(name, peer_config, tmp, args.gpu) if args.storage else None
+            if saved:
+                print(f"[{NAME}] {name}: read, measured {saved['measured_at']}", file=sys.stderr, flush=True)
+                rows.append(saved)
+                continue
             print(f"[{NAME}] {name} ...", file=sys.stderr, flush=True)
             rows.append(run_peer(name, peer_config, tmp, args.gpu, args.timeout))
+            save_row(rows[-1], peer_config, tmp, args.gpu)
             print(f"[{NAME}] {name}: {rows[-1].get('error') or 'done'}", file=sys.stderr, flush=True)
         if args.storage:
             curves = {r["peer"]: best_so_far(r.get("curve", [])) for r in rows}
@@ -331,6 +365,10 @@ def main(argv: list[str] | None = None) -> int:
         f"epochs; space {sorted(config['space'])}; one peer at a time.\n"
     )
     print(table(rows))
+    print(
+        "\nWhen each peer ran (1-minute load average as it started): "
+        + ", ".join(f"{r['peer']} {r.get('measured_at', '?')} ({r.get('load_before', '?')})" for r in rows)
+    )
     goal = targets(rows)
     print("\nTarget (the best validation Pearson every peer of a group reached): "
           + ", ".join(f"{arch} {value:.4f}" for arch, value in goal.items()))  # fmt: skip

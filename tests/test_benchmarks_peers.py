@@ -85,6 +85,19 @@ def test_the_space_becomes_optuna_suggestions_named_as_training_arguments():
         )
 
 
+def test_a_kept_row_is_read_only_for_the_same_search_without_an_error(tmp_path):
+    config = peers.experiment(REPO / "search_spaces" / "cpu" / "optuna.yaml", quick=True)
+    kept = row("ours", [[1.0, 0.5]], measured_at="2026-11-30 08:00", load_before=0.1)
+    peers.save_row(kept, config, tmp_path, gpu=False)
+    assert peers.saved_row("ours", config, tmp_path, gpu=False) == kept
+    assert peers.saved_row("ours", config, tmp_path, gpu=True) is None
+    assert peers.saved_row("st-optuna", config, tmp_path, gpu=False) is None
+    other = config | {"search": config["search"] | {"num_samples": 3}}
+    assert peers.saved_row("ours", other, tmp_path, gpu=False) is None
+    peers.save_row(kept | {"error": "exited 1: boom"}, config, tmp_path, gpu=False)
+    assert peers.saved_row("ours", config, tmp_path, gpu=False) is None
+
+
 @pytest.mark.e2e
 def test_quick_run_measures_every_peer(tmp_path):
     out = subprocess.run(
@@ -100,3 +113,11 @@ def test_quick_run_measures_every_peer(tmp_path):
         assert float(measured[4]) > -1 and float(measured[7]) > 0 and float(measured[8]) > 0
         assert (measured[1] == "—") == name.startswith(("ours", "hf-ray")), (name, measured)
     assert (tmp_path / "curves.json").is_file()
+    # Run again on the same storage: every row is read, nothing trains, the same table prints.
+    again = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "peers", "--quick", "--storage", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count(": read, measured ") == len(peers.PEERS), again.stderr[-3000:]
+    assert cells(again.stdout[again.stdout.index("| peer |") :].split("\n\n")[0]) == table
