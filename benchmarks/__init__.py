@@ -146,22 +146,30 @@ def run_search(
             same arguments), e.g. ``(python, -c, code)``.
         timeout: seconds before the run and its process group are killed.
         reuse: a run that finished in an earlier call (``<storage>/<name>/report.md`` exists) is
-            returned as it is, not run again (its ``wall_s`` is NaN).
+            returned as it is, not run again; one an earlier call left unfinished (killed,
+            interrupted, timed out) is continued with ``run_search.py --resume``. Either way its
+            ``wall_s`` is NaN (not one whole run's).
     """
     import yaml
 
-    if reuse and (storage / name / "report.md").is_file():
-        print(f"[benchmarks] {name}: finished earlier in {storage / name}, read, not re-run", file=sys.stderr)
-        return SearchRun(path=storage / name, wall_s=float("nan"))
-
-    space = storage / f"{name}.yaml"
-    space.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    folder = storage / name
+    if reuse and (folder / "report.md").is_file():
+        print(f"[benchmarks] {name}: finished earlier in {folder}, read, not re-run", file=sys.stderr)
+        return SearchRun(path=folder, wall_s=float("nan"))
+    resume = reuse and (folder / "experiment.json").is_file()
     command = [*(driver or (sys.executable, str(REPO / "run_search.py")))]
-    command += ["--method", method, "--space", str(space), "--storage", str(storage), "--name", name, *flags]
+    if resume:
+        print(f"[benchmarks] {name}: left unfinished in {folder}, resumed", file=sys.stderr)
+        command += ["--resume", str(folder)]
+    else:
+        space = storage / f"{name}.yaml"
+        space.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        command += ["--method", method, "--space", str(space), "--storage", str(storage), "--name", name]
+        command += flags
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONUNBUFFERED": "1"}
     log = storage / f"{name}.log"
     started = time.monotonic()
-    with open(log, "w", encoding="utf-8") as out:
+    with open(log, "a" if resume else "w", encoding="utf-8") as out:
         child = subprocess.Popen(
             command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -178,7 +186,7 @@ def run_search(
         why = f"ran past {timeout:.0f} s" if wall >= timeout else f"exited {child.returncode}"
         tail = log.read_text(encoding="utf-8")[-3000:]
         raise BenchmarkError(f"run_search.py ({name}) {why}; log {log}:\n{tail}")
-    return SearchRun(path=storage / name, wall_s=wall)
+    return SearchRun(path=folder, wall_s=float("nan") if resume else wall)
 
 
 MODELS: dict[str, dict[str, Any]] = {

@@ -104,7 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--storage",
         default=None,
-        help="keep the runs here (default: a temporary folder); variants already finished there are read, not re-run",
+        help="keep the runs here (default: a temporary folder); variants finished there are read, "
+        "unfinished ones resumed",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=4 * 3600,
+        help="seconds per variant at most (default 4 h; 5 seeds of the 12-layer profile take ~35 min on 2 cores)",
     )
     args = p.parse_args(argv)
     from tuning.store import read_experiment
@@ -123,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             "training": {"num_epochs": EPOCHS, **change},
         }
         print(f"[{NAME}] {name} ...", file=sys.stderr, flush=True)
-        done = run_search(config, "seeds", storage, f"v{i}", flags, reuse=True)
+        done = run_search(config, "seeds", storage, f"v{i}", flags, timeout=args.timeout, reuse=True)
         rows[name] = summarize(read_experiment(done.path), args.target)
     profile = (
         "builtin:tiny smoke"

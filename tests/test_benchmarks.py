@@ -271,6 +271,20 @@ def test_a_finished_run_is_read_not_rerun(tmp_path):
     assert not (tmp_path / "done.log").exists()  # no process was started
 
 
+def test_an_unfinished_run_is_resumed_and_its_log_kept(tmp_path):
+    """A variant a kill or a timeout left without a report continues with --resume (the driver
+    here prints the arguments it was given instead of searching)."""
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "experiment.json").write_text("{}", encoding="utf-8")
+    (tmp_path / "half.log").write_text("first part\n", encoding="utf-8")
+    driver = (sys.executable, "-c", "import sys; print(sys.argv[1:])")
+    run = run_search({"name": "x"}, "optuna", tmp_path, "half", driver=driver, reuse=True)
+    assert run.path == tmp_path / "half" and math.isnan(run.wall_s)
+    log = (tmp_path / "half.log").read_text(encoding="utf-8")
+    assert log == f"first part\n['--resume', '{tmp_path / 'half'}']\n"
+    assert not (tmp_path / "half.yaml").exists()
+
+
 def test_a_failed_run_is_one_clear_message(tmp_path):
     env = {**os.environ, SHARED_ENV: str(tmp_path / "nowhere")}
     out = subprocess.run(
