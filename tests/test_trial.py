@@ -92,17 +92,21 @@ def test_fit_score_map_recovers_a_line_and_refuses_what_is_no_score_map():
     assert fit_score_map(raw[:1], raw[:1]) is None
 
 
-@pytest.mark.parametrize("loss", ["cosent", "angle"])
-def test_ranking_loss_checkpoints_map_cosines_onto_the_label_scale(small_splits, tmp_path, loss):
-    """The checkpoint's scores are the least-squares line of its cosines on the training pairs
+@pytest.mark.parametrize(
+    ("architecture", "loss"), [("bi", "cosent"), ("bi", "angle"), ("bi", "corr_mae"), ("cross", "corr_mae")]
+)
+def test_scale_free_loss_checkpoints_map_outputs_onto_the_label_scale(
+    small_splits, tmp_path, architecture, loss
+):
+    """The checkpoint's scores are the least-squares line of its raw outputs on the training pairs
     (all 64 here: fewer than CALIBRATION_PAIRS), so they average to the labels' mean, not 5 x
-    a cosine near 1; Pearson is the cosine's."""
-    reports, kept = train(settings("bi", loss=loss), small_splits, tmp_path, keep_epoch=2)
+    a cosine near 1; Pearson is the raw output's."""
+    reports, kept = train(settings(architecture, loss=loss), small_splits, tmp_path, keep_epoch=2)
     model, tokenizer = load_checkpoint(str(kept))
-    assert model.meta()["target_scale"] != 5.0
+    labels = np.asarray(small_splits["train"]["label"])
+    assert model.meta()["target_scale"] not in (5.0, pytest.approx(labels.std(), rel=1e-6))
     train_split = small_splits["train"]
     scores = predict(model, tokenizer, list(zip(train_split["sentence1"], train_split["sentence2"])), 64)
-    labels = np.asarray(train_split["label"])
     assert scores.mean() == pytest.approx(labels.mean(), abs=1e-3)
     validation = small_splits["validation"]
     scores = predict(model, tokenizer, list(zip(validation["sentence1"], validation["sentence2"])), 64)

@@ -80,8 +80,8 @@ class ModelConfig:
     BERT and a character tokenizer built in code from the training text, for tests)."""
     architecture: str = "cross"
     """``cross``: the pair in one sequence, a regression head on [CLS] (the original project);
-    ``bi``: each sentence embedded alone, mean pooling, score = 5 x cosine (with ``cosent`` or
-    ``angle``, a line fitted to training labels before each evaluation)."""
+    ``bi``: each sentence embedded alone, mean pooling, score = 5 x cosine (with ``cosent``,
+    ``angle`` or ``corr_mae``, a line fitted to training labels before each evaluation)."""
     num_hidden_layers: int | None = None
     """Keep only the first N encoder layers (truncation for speed); ``None`` keeps all."""
     max_length: int = 128

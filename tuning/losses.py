@@ -248,6 +248,10 @@ LOSSES: dict[str, Callable[..., LossFn]] = {
 (``loss((u, v), target)`` for the names in :data:`EMBEDDING_LOSSES`)."""
 EMBEDDING_LOSSES = ("cosent", "angle")
 """Losses on a bi-encoder's two embeddings rather than on its predicted scores."""
+SCALE_FREE_LOSSES = ("corr_mae", *EMBEDDING_LOSSES)
+"""Losses that leave the scores' scale untrained (CoSENT, AnglE) or mostly so (``corr_mae``'s
+correlation term): a trial maps its raw outputs onto 0-5 by a line fitted to training labels
+(``tuning.trial.STSTrainer``)."""
 
 
 def make_loss(name: str, **params: object) -> LossFn:

@@ -47,7 +47,8 @@ def model_card(
         experiment: the experiment's record (name, method, data sizes, stages, trials); without
             it the card leaves out the search and the split sizes.
         score_map: a bi-encoder's ``(scale, shift)``: score = cosine x scale + shift (the
-            model's ``target_scale`` / ``target_shift``; fitted when a ranking loss trained it).
+            model's ``target_scale`` / ``target_shift``; fitted when a scale-free loss
+            such as CoSENT trained it).
     """
     settings = TrialSettings.from_dict(best.get("config") or {})
     config = experiment.meta.config if experiment else {}

@@ -30,7 +30,7 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 from transformers.utils import logging as hf_logging
 
 from tuning.config import TrainingConfig, field_names
-from tuning.losses import EMBEDDING_LOSSES, make_loss
+from tuning.losses import EMBEDDING_LOSSES, SCALE_FREE_LOSSES, make_loss
 from tuning.metrics import compute_all
 from tuning.model import PairCollator, STSModel, build_model, encode, load_tokenizer
 from tuning.schedules import make_schedule
@@ -44,7 +44,7 @@ Report = Callable[[dict[str, Any], "str | None"], None]
 def target_transform(settings: TrialSettings, train_labels: np.ndarray) -> tuple[float, float]:
     """(scale, shift) with ``score = raw * scale + shift``.
 
-    ``bi`` scores are 5 x cosine (a ranking loss refits the line: :class:`STSTrainer`). A
+    ``bi`` scores are 5 x cosine (a scale-free loss refits the line: :class:`STSTrainer`). A
     ``cross`` regression head is trained on standardized labels (train mean/std) unless
     ``standardize_targets`` is off.
     """
@@ -55,7 +55,7 @@ def target_transform(settings: TrialSettings, train_labels: np.ndarray) -> tuple
     return 1.0, 0.0
 
 
-# Training pairs a ranking loss's score map is fitted on before each evaluation (fixed per trial).
+# Training pairs a scale-free loss's score map is fitted on before each evaluation (fixed per trial).
 CALIBRATION_PAIRS = 512
 
 
@@ -75,19 +75,26 @@ def fit_score_map(raw: np.ndarray, labels: np.ndarray) -> tuple[float, float] | 
 class STSTrainer(Trainer):
     """The HF Trainer with this project's losses, multi-task term and LR schedules.
 
-    Ranking losses (CoSENT, AnglE) train only the order of the cosines, not their scale: e5's
-    cosines stay near 1, so 5 x cosine calls almost every pair similar. With such a loss the
-    trainer fits ``score = cosine * scale + shift`` on ``calibration`` (a fixed sample of
-    training pairs) before each evaluation. Pearson and Spearman are unchanged (a rising line);
-    F1 at 3.0 and MSE become meaningful; the map is saved with each checkpoint (the model's
-    buffers), so test scoring, export and serving use it.
+    ``target`` is the fixed ``(scale, shift)`` the loss sees labels through (:func:`target_transform`).
+    Losses in :data:`SCALE_FREE_LOSSES` do not train the scores' scale (CoSENT, AnglE) or train it
+    weakly (``corr_mae``: measured, after one epoch at alpha 0.1 e5's 5 x cosine still called every
+    pair similar). With them the trainer fits ``score = raw * scale + shift`` on ``calibration`` (a
+    fixed sample of training pairs) before each evaluation. Pearson and Spearman are unchanged (a
+    rising line); F1 at 3.0 and MSE become meaningful; the map is the model's ``target_scale`` /
+    ``target_shift`` buffers, saved with each checkpoint, so test scoring, export and serving use it.
     """
 
     def __init__(
-        self, *args: Any, training: TrainingConfig, calibration: datasets.Dataset | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        training: TrainingConfig,
+        target: tuple[float, float] = (1.0, 0.0),
+        calibration: datasets.Dataset | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.training = training
+        self.target = target
         self.calibration = calibration
         params = {"alpha": training.alpha} if training.loss == "corr_mae" else {}
         self.score_loss = make_loss(training.loss, **params)
@@ -101,13 +108,12 @@ class STSTrainer(Trainer):
         num_items_in_batch: Any = None,
     ) -> Any:
         out = model(**inputs)
-        sts: STSModel = self.accelerator.unwrap_model(model)
         on_embeddings = self.training.loss in EMBEDDING_LOSSES  # CoSENT, AnglE: bi-encoders only
         if on_embeddings:  # they rank pairs by label: the label scale is theirs as it is
             loss = self.score_loss(out["embeddings"], inputs["labels"])
         else:
-            target = (inputs["labels"] - sts.target_shift) / sts.target_scale
-            loss = self.score_loss(out["raw"], target)
+            scale, shift = self.target
+            loss = self.score_loss(out["raw"], (inputs["labels"] - shift) / scale)
         if "binary_logits" in out:
             loss = loss + self.training.mtl_lambda * self.binary_loss(
                 out["binary_logits"], inputs["binary_labels"]
@@ -474,7 +480,7 @@ def run_training(
     model = build_model(settings.model, tokenizer, settings.training.head, scale, shift)
     freeze_lower_layers(model, settings.training.freeze_embeddings, settings.training.freeze_layers)
     fidelity = Fidelity.of(settings.training, len(train))
-    ranking = settings.training.loss in EMBEDDING_LOSSES  # its score map is fitted: STSTrainer
+    scale_free = settings.training.loss in SCALE_FREE_LOSSES  # its score map is fitted: STSTrainer
     callbacks: list[TrainerCallback] = [
         EvaluationSchedule(fidelity),
         EpochReporter(report, model, started, fidelity),
@@ -492,7 +498,8 @@ def run_training(
         compute_metrics=compute_metrics,
         callbacks=callbacks,
         training=settings.training,
-        calibration=calibration_sample(train_enc, settings) if ranking else None,
+        target=(scale, shift),
+        calibration=calibration_sample(train_enc, settings) if scale_free else None,
     )
     trainer.remove_callback(PrinterCallback)  # progress is Tune's to print, once per epoch
     # 4. Train; a resumed trial continues after its last completed epoch.
