@@ -148,7 +148,8 @@ def run_search(
         reuse: a run that finished in an earlier call (``<storage>/<name>/report.md`` exists) is
             returned as it is, not run again; one an earlier call left unfinished (killed,
             interrupted, timed out) is continued with ``run_search.py --resume``. Either way its
-            ``wall_s`` is NaN (not one whole run's).
+            ``wall_s`` is NaN (not one whole run's). Neither checks that ``config`` is the one the
+            folder was started with: after changing a variant, use another ``storage``.
     """
     import yaml
 

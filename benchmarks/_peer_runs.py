@@ -161,8 +161,9 @@ RUNS: dict[str, Callable[[ExperimentConfig, dict[str, Any], Path, bool], dict[st
 
 
 def score_model(folder: str, exp: ExperimentConfig, splits: Any) -> dict[str, dict[str, float]]:
-    """The winner's metrics on every :data:`SCORED` split: bi = 5 x cosine of SentenceTransformer
-    embeddings, cross = the sequence classifier's output (0-5)."""
+    """The winner's metrics on every :data:`SCORED` split: bi = the cosine of SentenceTransformer
+    embeddings on 0-5 (5 x cosine, or the line in ``sts_model.json`` that this tool fits for a
+    scale-free loss), cross = the sequence classifier's output (0-5)."""
     import torch
 
     if exp.model.architecture == "bi":
@@ -170,11 +171,14 @@ def score_model(folder: str, exp: ExperimentConfig, splits: Any) -> dict[str, di
 
         model = SentenceTransformer(folder, device="cpu")
         model.max_seq_length = exp.model.max_length
+        meta = Path(folder, "sts_model.json")
+        fitted = json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
+        scale, shift = fitted.get("target_scale", 5.0), fitted.get("target_shift", 0.0)
 
         def predict(split: Any) -> np.ndarray:
             a = model.encode(list(split["sentence1"]), convert_to_tensor=True)
             b = model.encode(list(split["sentence2"]), convert_to_tensor=True)
-            return (5 * model.similarity_pairwise(a, b)).float().cpu().numpy()
+            return (scale * model.similarity_pairwise(a, b) + shift).float().cpu().numpy()
     else:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

@@ -63,6 +63,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -162,6 +163,7 @@ def tree_rss(pid: int) -> int:
 def run_peer(name: str, config: dict[str, Any], tmp: Path, gpu: bool, timeout: float) -> dict[str, Any]:
     """One peer in its own process; what it measured plus wall time, peak memory, disk, or its error."""
     work = tmp / name
+    shutil.rmtree(work, ignore_errors=True)  # an earlier, failed attempt's folder: start afresh
     spec = {
         "peer": name,
         "experiment": config,

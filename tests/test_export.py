@@ -4,6 +4,7 @@ gives the report's test scores, still served by this project, with a model card.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -28,11 +29,22 @@ E5 = str(shared_dir() / "models" / "e5-small-ko")
 MAX_LENGTH = 16
 """Short enough that most test inputs are cut: a loader that ignored it would score differently."""
 
-CASES = {  # model, head, learning rate
-    "tiny-bi": (ModelConfig(TINY, "bi", max_length=MAX_LENGTH), "regression", 1e-3),
-    "tiny-cross-multitask": (ModelConfig(TINY, "cross", max_length=MAX_LENGTH), "multitask", 1e-3),
-    "e5-bi": (ModelConfig(E5, "bi", num_hidden_layers=2, max_length=MAX_LENGTH), "regression", 5e-5),
-    "e5-cross": (ModelConfig(E5, "cross", num_hidden_layers=2, max_length=MAX_LENGTH), "regression", 5e-5),
+CASES = {  # model, head, learning rate, loss
+    "tiny-bi": (ModelConfig(TINY, "bi", max_length=MAX_LENGTH), "regression", 1e-3, "mse"),
+    "tiny-cross-multitask": (ModelConfig(TINY, "cross", max_length=MAX_LENGTH), "multitask", 1e-3, "mse"),
+    "e5-bi": (ModelConfig(E5, "bi", num_hidden_layers=2, max_length=MAX_LENGTH), "regression", 5e-5, "mse"),
+    "e5-bi-cosent": (
+        ModelConfig(E5, "bi", num_hidden_layers=2, max_length=MAX_LENGTH),
+        "regression",
+        5e-5,
+        "cosent",
+    ),
+    "e5-cross": (
+        ModelConfig(E5, "cross", num_hidden_layers=2, max_length=MAX_LENGTH),
+        "regression",
+        5e-5,
+        "mse",
+    ),
 }
 
 
@@ -50,11 +62,11 @@ def splits(small_splits) -> DatasetDict:
 @pytest.fixture(scope="module", params=list(CASES))
 def exported(request, splits, tmp_path_factory) -> tuple[TestScore, Path]:
     """A one-trial experiment trained for real (one epoch), scored and exported: (winner, folder)."""
-    model, head, learning_rate = CASES[request.param]
+    model, head, learning_rate, loss = CASES[request.param]
     exp = tmp_path_factory.mktemp(request.param) / "exp"
     trial_dir = exp / "optuna" / "optuna_a1"
     trial_dir.mkdir(parents=True)
-    training = TrainingConfig(num_epochs=1, batch_size=16, learning_rate=learning_rate, head=head)
+    training = TrainingConfig(num_epochs=1, batch_size=16, learning_rate=learning_rate, head=head, loss=loss)
     config = {
         "data": asdict(DataConfig(train_size=64, validation_size=32)),
         "model": asdict(model),
@@ -86,12 +98,20 @@ def pairs_and_labels(splits: DatasetDict, name: str) -> tuple[list[tuple[str, st
 
 
 def library_scores(folder: Path, architecture: str, pairs: list[tuple[str, str]]) -> np.ndarray:
-    """0-5 scores as a sentence-transformers user gets them, from the folder alone."""
+    """0-5 scores as a sentence-transformers user gets them, from the folder alone: for ``bi`` the
+    model card's own line of code (5 x cosine, or the line fitted for a scale-free loss)."""
     if architecture == "bi":
+        card = (folder / "README.md").read_text(encoding="utf-8")
+        usage = re.search(
+            r"scores = ([\d.e+-]+) \* model\.similarity_pairwise\(a, b\)(?: ([+-]) ([\d.e+-]+))?", card
+        )
+        assert usage, "the card shows no scoring line"
+        scale = float(usage[1])
+        shift = float(usage[3]) * (-1 if usage[2] == "-" else 1) if usage[2] else 0.0
         model = SentenceTransformer(str(folder), device="cpu")
         a = model.encode([p[0] for p in pairs], convert_to_tensor=True)
         b = model.encode([p[1] for p in pairs], convert_to_tensor=True)
-        return (5 * model.similarity_pairwise(a, b)).numpy()
+        return (scale * model.similarity_pairwise(a, b) + shift).numpy()
     scores = CrossEncoder(str(folder), device="cpu").predict(pairs)
     return scores[:, 0] if scores.ndim == 2 else scores  # multitask: [score, binary logit]
 
@@ -194,3 +214,16 @@ def test_a_fitted_cosine_map_is_what_the_card_tells_users_to_apply():
     card = model_card(best, None, (3.25, -1.5))
     assert "KLUE-STS's 0-5 scale as 3.25 x the cosine - 1.5 of their" in card
     assert "scores = 3.25 * model.similarity_pairwise(a, b) - 1.5  # 0-5, one per pair" in card
+
+
+def test_a_scale_free_loss_exports_its_fitted_line(exported):
+    """The cosent case's card and sts_model.json carry the fitted map, not 5 x cosine."""
+    _, folder = exported
+    best = json.loads((folder / "best.json").read_text())
+    meta = json.loads((folder / "sts_model.json").read_text())
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    if best["config"]["training"]["loss"] != "cosent":
+        assert "scores = 5 * model" in card or meta["architecture"] == "cross"
+        return
+    assert meta["target_scale"] != 5.0
+    assert f"scores = {meta['target_scale']:.8g} * model.similarity_pairwise(a, b)" in card

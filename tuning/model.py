@@ -6,7 +6,8 @@ Two architectures share one interface, :class:`STSModel`:
   project's model); output 0 is the score (standardized during training), output 1 the binary
   logit of the multi-task head.
 - ``bi``: ``AutoModel`` on each sentence alone, mean pooling, score = 5 x cosine (as
-  sentence-transformers trains STS models); the multi-task head is a linear layer on
+  sentence-transformers trains STS models; ``target_scale``/``target_shift`` hold a fitted line
+  after a scale-free loss); the multi-task head is a linear layer on
   ``[u, v, |u - v|, u * v]``.
 
 The model maps its raw output to the 0-5 scale with ``score = raw * target_scale + target_shift``,
@@ -236,7 +237,7 @@ class STSModel(nn.Module):
             folder: where to write.
             tokenizer: if given, saved too, and the folder is a complete sentence-transformers
                 model: ``SentenceTransformer(folder)`` for ``bi`` (mean pooling, cosine; score =
-                5 x cosine), ``CrossEncoder(folder)`` for ``cross`` (``predict`` gives 0-5 scores).
+                cosine x ``target_scale`` + ``target_shift``), ``CrossEncoder(folder)`` for ``cross`` (``predict`` gives 0-5 scores).
             max_length: tokens per input in sentence-transformers (the trained ``max_length``);
                 ``None`` keeps the tokenizer's ``model_max_length``.
         """

@@ -220,9 +220,9 @@ def _usage(settings: TrialSettings, folder: str, score_map: tuple[float, float])
     a, b = EXAMPLE
     if settings.model.architecture == "bi":
         scale, shift = score_map
-        formula = f"{scale:.6g} * model.similarity_pairwise(a, b)"
+        formula = f"{scale:.8g} * model.similarity_pairwise(a, b)"
         if shift != 0:
-            formula += f" {'+' if shift > 0 else '-'} {abs(shift):.6g}"
+            formula += f" {'+' if shift > 0 else '-'} {abs(shift):.8g}"
         code = [
             "from sentence_transformers import SentenceTransformer",
             "",

@@ -62,12 +62,12 @@ CALIBRATION_PAIRS = 512
 def fit_score_map(raw: np.ndarray, labels: np.ndarray) -> tuple[float, float] | None:
     """Least-squares ``(scale, shift)`` with ``labels ~ raw * scale + shift``.
 
-    ``None`` when the fit cannot be a score map: ``raw`` is constant, or the line is not
-    increasing (it would reverse the ranking the model learned).
+    ``None`` when the fit cannot be a score map: ``raw`` is constant or not finite, or the line
+    is not increasing (it would reverse the ranking the model learned).
     """
     raw, labels = np.asarray(raw, dtype=np.float64), np.asarray(labels, dtype=np.float64)
-    if raw.size < 2 or np.ptp(raw) == 0:
-        return None
+    if raw.size < 2 or not np.isfinite(raw).all() or np.ptp(raw) == 0:
+        return None  # too few, diverged (the evaluation then says so), or constant
     scale, shift = np.polyfit(raw, labels, 1)
     return (float(scale), float(shift)) if scale > 0 else None
 
@@ -130,7 +130,7 @@ class STSTrainer(Trainer):
         raw, labels = [], []
         self.model.eval()
         with torch.no_grad():
-            for batch in self.get_eval_dataloader(self.calibration):
+            for batch in self.get_test_dataloader(self.calibration):  # never cached as "eval"
                 batch = self._prepare_inputs(batch)
                 raw.append(self.model(**batch)["raw"].float().cpu())
                 labels.append(batch["labels"].float().cpu())
