@@ -169,9 +169,11 @@ def score_model(folder: str, exp: ExperimentConfig, splits: Any) -> dict[str, di
     if exp.model.architecture == "bi":
         from sentence_transformers import SentenceTransformer
 
+        from tuning.model import META_FILE
+
         model = SentenceTransformer(folder, device="cpu")
         model.max_seq_length = exp.model.max_length
-        meta = Path(folder, "sts_model.json")
+        meta = Path(folder, META_FILE)
         fitted = json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
         scale, shift = fitted.get("target_scale", 5.0), fitted.get("target_shift", 0.0)
 

@@ -237,7 +237,8 @@ class STSModel(nn.Module):
             folder: where to write.
             tokenizer: if given, saved too, and the folder is a complete sentence-transformers
                 model: ``SentenceTransformer(folder)`` for ``bi`` (mean pooling, cosine; score =
-                cosine x ``target_scale`` + ``target_shift``), ``CrossEncoder(folder)`` for ``cross`` (``predict`` gives 0-5 scores).
+                cosine x ``target_scale`` + ``target_shift``), ``CrossEncoder(folder)`` for
+                ``cross`` (``predict`` gives 0-5 scores).
             max_length: tokens per input in sentence-transformers (the trained ``max_length``);
                 ``None`` keeps the tokenizer's ``model_max_length``.
         """

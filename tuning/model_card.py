@@ -65,7 +65,7 @@ def model_card(
         "",
         "Scores the semantic similarity of two Korean sentences on KLUE-STS's 0-5 scale "
         + (
-            f"as {_cosine_line(score_map)} of their mean-pooled embeddings."
+            f"as {_line(score_map, ' x the cosine', 4)} of their mean-pooled embeddings."
             if bi
             else "from the pair read as one sequence (the regression head outputs 0-5 directly)."
         ),
@@ -209,20 +209,17 @@ def _results(best: dict[str, Any]) -> list[str]:
     return out
 
 
-def _cosine_line(score_map: tuple[float, float]) -> str:
-    """``5 x the cosine`` or, for a fitted map, ``1.234 x the cosine - 0.567``."""
+def _line(score_map: tuple[float, float], term: str, digits: int) -> str:
+    """``5 <term>`` or, for a fitted map, ``1.234 <term> - 0.567``, to ``digits`` significant digits."""
     scale, shift = score_map
-    text = f"{scale:.4g} x the cosine"
-    return text if shift == 0 else f"{text} {'+' if shift > 0 else '-'} {abs(shift):.4g}"
+    text = f"{scale:.{digits}g}{term}"
+    return text if shift == 0 else f"{text} {'+' if shift > 0 else '-'} {abs(shift):.{digits}g}"
 
 
 def _usage(settings: TrialSettings, folder: str, score_map: tuple[float, float]) -> list[str]:
     a, b = EXAMPLE
     if settings.model.architecture == "bi":
-        scale, shift = score_map
-        formula = f"{scale:.8g} * model.similarity_pairwise(a, b)"
-        if shift != 0:
-            formula += f" {'+' if shift > 0 else '-'} {abs(shift):.8g}"
+        formula = _line(score_map, " * model.similarity_pairwise(a, b)", 8)  # what the model computes
         code = [
             "from sentence_transformers import SentenceTransformer",
             "",

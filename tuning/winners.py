@@ -87,8 +87,9 @@ def export_best(winner: TestScore, experiment_dir: str | Path) -> Path:
     model card (``README.md``).
 
     The folder loads with ``STSModel.from_pretrained`` (0-5 scores, what ``serve`` uses), with
-    ``SentenceTransformer`` (``bi``: the card gives the cosine's map to 0-5) or ``CrossEncoder`` (``cross``: 0-5), and, for
-    ``cross``, with ``AutoModelForSequenceClassification.from_pretrained`` too.
+    ``SentenceTransformer`` (``bi``: the card gives the cosine's map to 0-5) or ``CrossEncoder``
+    (``cross``: 0-5), and, for ``cross``, with ``AutoModelForSequenceClassification.from_pretrained``
+    too.
     """
     from transformers.utils import logging as hf_logging
 
