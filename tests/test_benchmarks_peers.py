@@ -3,9 +3,12 @@ real quick run of every peer end to end."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 
+import psutil
 import pytest
 
 from benchmarks import BENCHMARKS, REPO, _peer_runs, _peer_trainers, peers
@@ -15,7 +18,7 @@ from tuning.config import load_experiment, parse_experiment, validate
 def row(peer: str, curve: list[list[float]], **extra):
     scores = {"korsts_test": {"pearson": 0.5, "f1": 0.6}, "klue_dev": {"pearson": 0.4, "f1": 0.3}}
     base = {"peer": peer, "wall_s": 10.0, "job_s": 9.0, "trials": 2, "trial_epochs": 3.0}
-    return base | {"curve": curve, "scores": scores, "peak_rss": 2**30, "disk": 2**20} | extra
+    return base | {"curve": curve, "scores": scores, "peak_pss": 2**30, "disk": 2**20} | extra
 
 
 def cells(table: str) -> dict[str, list[str]]:
@@ -96,6 +99,36 @@ def test_a_kept_row_is_read_only_for_the_same_search_without_an_error(tmp_path):
     assert peers.saved_row("ours", other, tmp_path, gpu=False) is None
     peers.save_row(kept | {"error": "exited 1: boom"}, config, tmp_path, gpu=False)
     assert peers.saved_row("ours", config, tmp_path, gpu=False) is None
+    old = {k: v for k, v in kept.items() if k != "peak_pss"} | {"peak_rss": 2**30}  # before PSS
+    peers.save_row(old, config, tmp_path, gpu=False)
+    assert peers.saved_row("ours", config, tmp_path, gpu=False) is None
+
+
+CHILD = "import sys, time; b = b'x' * (96 * 2**20); print('ready', flush=True); time.sleep(60)"
+PARENT = (
+    "import subprocess, sys, time; b = b'x' * (64 * 2**20); "
+    f"c = subprocess.Popen([sys.executable, '-c', {CHILD!r}], stdout=subprocess.PIPE, text=True); "
+    "print(c.stdout.readline().strip(), flush=True); time.sleep(60)"
+)
+
+
+def test_peak_memory_counts_a_process_and_its_children_once():
+    """A parent holding 64 MiB whose child holds 96 MiB: the tree's PSS counts both, and the
+    interpreter pages they share (mapped by both) are not counted twice."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        assert parent.stdout.readline().strip() == "ready"
+        pss = peers.tree_pss(parent.pid)
+        tree = [psutil.Process(parent.pid), *psutil.Process(parent.pid).children()]
+        assert len(tree) == 2
+        assert 160 * 2**20 <= pss < sum(p.memory_info().rss for p in tree)
+        assert pss < 1024 * 2**20
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+    assert peers.tree_pss(parent.pid) == 0  # gone: nothing to count
 
 
 @pytest.mark.e2e
