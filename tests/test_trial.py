@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import platform
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -192,3 +195,36 @@ def test_freezing_lower_layers_leaves_them_untrained(small_splits, tmp_path):
             continue
         frozen = name.startswith(("embeddings.", "encoder.layer.0."))
         assert torch.equal(value, start[name]) == frozen, name
+
+
+# A finished trial in a reused worker: its thread has ended, its objects are garbage held only by a
+# reference cycle the collector has not reached yet, and the chunks they free are scattered between
+# a few survivors, so glibc can neither fold them back into the heap's top nor unmap them itself.
+_FINISHED_TRIAL = """
+import gc, threading, psutil
+from tuning.trial import release_freed_memory
+
+gc.disable()  # as when a collection of the oldest generation has not come round yet
+me = psutil.Process()
+start = me.memory_info().rss
+survivors = []
+def trial():
+    chunks = [bytearray(4000) for _ in range(100_000)]  # ~400 MB on this thread's heap
+    survivors.extend(chunks[::200])
+    garbage = {"chunks": chunks}
+    garbage["self"] = garbage  # a cycle: only the collector frees it
+thread = threading.Thread(target=trial)
+thread.start()
+thread.join()
+before = me.memory_info().rss
+release_freed_memory()
+print(start >> 20, before >> 20, me.memory_info().rss >> 20)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_a_reused_worker_gives_back_what_a_finished_trial_freed():
+    out = subprocess.run([sys.executable, "-c", _FINISHED_TRIAL], capture_output=True, text=True, check=True)
+    start, before, after = map(int, out.stdout.split())  # RSS in MiB
+    assert before - start > 350, (start, before)  # the finished trial's chunks were still mapped
+    assert after - start < 50, (start, before, after)  # and now they are not

@@ -12,6 +12,8 @@ seed repeats, tests), taking a plain ``report(metrics, checkpoint_dir)`` callabl
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import math
 import os
 import shutil
@@ -539,6 +541,29 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _glibc_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+_MALLOC_TRIM = _glibc_malloc_trim()
+
+
+def release_freed_memory() -> None:
+    """Free what finished trials left behind in this process and give the pages back to the OS.
+
+    Tune reuses a worker for trial after trial (``reuse_actors``), each trial in a new thread.
+    A finished trial's model, optimizer and batches are garbage (some in reference cycles only
+    the collector frees), and glibc keeps the heap pages they were freed into mapped, in that
+    thread's arena. Without this a reused worker grew from 1.6 to 5.4 GiB over a search's trials.
+    """
+    gc.collect()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
 def train_trial(config: dict[str, Any], data: DatasetDict | None = None) -> None:
     """The Ray Tune trainable: one fine-tuning run, reported to Tune after every epoch.
 
@@ -549,6 +574,7 @@ def train_trial(config: dict[str, Any], data: DatasetDict | None = None) -> None
     """
     from ray import tune
 
+    release_freed_memory()  # of the trials this reused worker ran before
     settings = TrialSettings.from_dict(config)
     if data is None:
         from tuning.data import load_splits
