@@ -48,7 +48,8 @@ KLUE's recipe, and stops at the profile's time budget; the sentence-transformers
 trial at a time in fp32 with every parameter trained; ``st-optuna``'s default pruner never acts
 (the docs' arguments evaluate only after training); ``hf-ray`` runs one trial per CPU with Ray's
 random search and ASHA's defaults (grace 1 evaluation, reduction factor 4), and keeps every
-checkpoint twice (the Trainer's and Ray's copy). Ours' wall time also holds what its job does
+trial's checkpoint in Ray's results, some again in the Trainer's output folder (6 of 12 in the
+CPU table). Ours' wall time also holds what its job does
 after the search: the top-k scored on the test splits, the untuned floor, the report. Ray's own
 session logs (``/tmp/ray``) are not counted as disk left behind. ``--quick`` gives every peer
 the same tiny model (``builtin:tiny``'s BERT and tokenizer, saved in Hugging Face format).
