@@ -49,10 +49,10 @@ trial at a time in fp32 with every parameter trained; ``st-optuna``'s default pr
 (the docs' arguments evaluate only after training); ``hf-ray`` runs one trial per CPU with Ray's
 random search and ASHA's defaults (grace 1 evaluation, reduction factor 4), and keeps every
 trial's checkpoint in Ray's results, some again in the Trainer's output folder (6 of 12 in the
-CPU table). Ours' wall time also holds what its job does
-after the search: the top-k scored on the test splits, the untuned floor, the report. Ray's own
-session logs (``/tmp/ray``) are not counted as disk left behind. ``--quick`` gives every peer
-the same tiny model (``builtin:tiny``'s BERT and tokenizer, saved in Hugging Face format).
+CPU table). Ours' wall time also holds what its job does after the search: the top-k scored on
+the test splits, the untuned floor, the report. Ray's own session logs (``/tmp/ray``) are not
+counted as disk left behind. ``--quick`` gives every peer the same tiny model (``builtin:tiny``'s
+BERT and tokenizer, saved in Hugging Face format).
 
 ``--gpu`` (a lent GPU): the peers see it and use it as their defaults do (a whole GPU per
 trial); ours packs two trials per GPU (``--gpus-per-trial 0.5``). Without it the GPU is hidden.
