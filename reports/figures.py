@@ -28,6 +28,7 @@ END_MARKERS: dict[TrialStatus, tuple[str, str | None, str]] = {
     "budget": ("D", "tab:orange", "stopped by the time budget"),
     "failed": ("v", "black", "failed"),
     "incomplete": ("s", "tab:gray", "incomplete"),
+    "unreadable": ("P", "tab:purple", "unreadable (a file could not be read)"),
 }
 
 

@@ -13,6 +13,7 @@ STATUS_TEXT: dict[TrialStatus, str] = {
     "budget": "stopped by the time budget",
     "failed": "failed",
     "incomplete": "incomplete (interrupted or still running)",
+    "unreadable": "unreadable (a file of the trial could not be read)",
 }
 
 
@@ -57,6 +58,9 @@ def status(row: Row) -> str:
         text = f"stopped by the time budget after {row.epochs_run}/{row.planned_epochs} epochs"
     if row.retries:
         text += f", retried {row.retries}x from checkpoint"
+    if row.status == "unreadable":
+        read = f"last report read: epoch {row.epochs_run}" if row.epochs_run else "no report could be read"
+        text = f"unreadable: a file of the trial could not be read ({read}; see the report's top)"
     if row.error and row.status == "failed":
         text += f": {row.error[:120]}"
     return text

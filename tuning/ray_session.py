@@ -25,8 +25,8 @@ from typing import Any
 
 import psutil
 
+from tuning.store import DRIVER_FILE, write_json
 from tuning.store import RAY_PROCESSES_FILE as RECORD_FILE
-from tuning.store import write_json
 
 KEEP_SESSIONS = 3  # dead sessions' folders kept for debugging (their logs), the newest first
 # AF_UNIX socket paths: at most 107 bytes on Linux, 103 on macOS. The longest one Ray opens is
@@ -97,11 +97,28 @@ def read_record(path: Path) -> dict[str, Any] | None:
     return None
 
 
+def claim(exp_dir: Path) -> None:
+    """Record this process as the driver of ``exp_dir`` (``driver.json``: PID and start time).
+
+    Written as soon as the folder exists (a new run) or is taken over (``--resume``), and left in
+    place when the driver ends: a record whose process is gone (or whose PID was reused: the
+    start time differs) names no running driver.
+    """
+    write_json(exp_dir / DRIVER_FILE, _identity(psutil.Process()))
+
+
 def running_driver(exp_dir: Path) -> int | None:
-    """The PID of the driver that recorded ``exp_dir``'s Ray session, if it still runs."""
-    rec = read_record(exp_dir / RECORD_FILE)
-    proc = _same_process(rec["driver"]) if rec else None
-    return proc.pid if proc else None
+    """The PID of the driver running ``exp_dir`` now, if any: the one ``driver.json`` names, or
+    the one that recorded the experiment's Ray session (a run started before ``driver.json``)."""
+    try:
+        entry = json.loads((exp_dir / DRIVER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        entry = None
+    proc = _same_process(entry) if isinstance(entry, dict) else None
+    if proc is None:
+        rec = read_record(exp_dir / RECORD_FILE)
+        proc = _same_process(rec["driver"]) if rec else None
+    return proc.pid if proc and proc.pid != os.getpid() else None
 
 
 def stop_leftovers(record_file: Path) -> list[int]:

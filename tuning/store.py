@@ -12,6 +12,7 @@ Layout of ``<storage>/<name>/``::
     optuna.journal           Optuna's study of every Optuna stage (optuna-dashboard reads it)
     ray.log                  Ray's own log lines
     ray_processes.json       the Ray processes this driver started (stopped after a kill)
+    driver.json              the driver process (PID, start time) that runs the experiment now
     test_scores.json         list[TestScore]: the winners scored on the test split(s)
     compare.json             CompareRecord (method ``compare`` only)
     report.md, *.png         the report (reports/), rebuilt from the files above
@@ -46,6 +47,7 @@ COMPARE_FILE = "compare.json"
 STUDY_FILE = "optuna.journal"
 RAY_LOG_FILE = "ray.log"
 RAY_PROCESSES_FILE = "ray_processes.json"
+DRIVER_FILE = "driver.json"
 REPORT_FILE = "report.md"
 BEST_MODEL_DIR = "best_model"
 BEST_FILE = "best.json"
@@ -92,10 +94,11 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-TrialStatus = Literal["finished", "stopped", "budget", "failed", "incomplete"]
+TrialStatus = Literal["finished", "stopped", "budget", "failed", "incomplete", "unreadable"]
 """How a trial ended: trained every planned epoch; stopped early by the scheduler; stopped when
-the search's time budget ended; failed (retries used up); or incomplete (running, or cut off
-by an interrupt)."""
+the search's time budget ended; failed (retries used up); incomplete (running, or cut off
+by an interrupt); or unreadable (a file of its folder is torn or foreign: how it ended is not
+known, and its metrics are only those that could be read)."""
 StageStatus = Literal["running", "interrupted", "done"]
 
 
@@ -187,6 +190,31 @@ class Untuned(Record):
     test: dict[str, dict[str, float]] = {}
 
 
+class MachinePlan(Record):
+    """What the driver resolved from this machine before the search (``tuning.hardware``)."""
+
+    precision: str
+    """The precision trials train in."""
+    precision_requested: str = "auto"
+    precision_reason: str = ""
+    precision_warning: str | None = None
+    resources: str = ""
+    """How the per-trial resources were chosen."""
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    train_pairs_s: float | None = None
+    """Measured training pairs/s of one trial (the probe)."""
+    eval_pairs_s: float | None = None
+    """Measured validation pairs/s of one trial."""
+    concurrent: int | None = None
+    first_rung_pairs: int | None = None
+    first_rung_s: float | None = None
+    trial_s: float | None = None
+    scoring_s: float | None = None
+    fidelity: str | None = None
+    """The budget check's summary, and what it changed to fit the budget."""
+
+
 class ExperimentMeta(Record):
     """``experiment.json``: written at the start, updated when the search and scoring end."""
 
@@ -198,6 +226,8 @@ class ExperimentMeta(Record):
     data_fingerprint: str = ""
     data_sizes: dict[str, int] = {}
     machine: str = ""
+    hardware: MachinePlan | None = None
+    """Precision, resources and fidelity resolved from the machine, with the reasons."""
     started: str = ""
     tensorboard_dir: str | None = None
     resumed: list[str] = []
@@ -269,6 +299,8 @@ class TrialRecord:
     """Times the trial failed and was restarted from its last checkpoint."""
     path: str = ""
     """The trial's folder in storage."""
+    unreadable: str | None = None
+    """A file of the trial's folder that could not be read, with the cause (status ``unreadable``)."""
 
     def best(self, metric: str) -> dict[str, Any] | None:
         """The report with the best ``metric`` (earliest on ties), or ``None`` without reports."""
@@ -319,6 +351,9 @@ class ExperimentRecord:
     compare: CompareRecord | None = None
     disk: DiskUsage | None = None
     """Disk the folder uses, when measured (the report writer measures it)."""
+    unreadable: list[str] = field(default_factory=list)
+    """Files that could not be read, each with the cause: the trials' (see
+    ``TrialRecord.unreadable``) and any the report writer found (a damaged ``best_model``)."""
 
     @property
     def metric(self) -> str:
@@ -407,15 +442,42 @@ def read_params(trial_dir: Path) -> dict[str, Any]:
 
 def read_results(trial_dir: str | Path) -> list[dict[str, Any]]:
     """A trial's ``result.json`` (Ray: one JSON object per report); a torn line (crash) is skipped."""
+    return checked_results(trial_dir)[0]
+
+
+def checked_results(trial_dir: str | Path) -> tuple[list[dict[str, Any]], str | None]:
+    """A trial's ``result.json`` rows that could be read, and what could not (``None``: all).
+
+    A line that is not a JSON object (cut off by a crash or a full disk, or another tool's) is
+    left out and named: which lines of how many, so a report can say the trial's record is not
+    whole rather than give it a status from what is left.
+    """
     path = Path(trial_dir) / RESULT_FILE
-    rows = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
+    rows: list[dict[str, Any]] = []
+    if not path.is_file():
+        return rows, None
+    try:
+        lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+    except OSError as err:
+        return rows, f"{path}: cannot be read ({err.strerror or err})"
+    bad = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if isinstance(row, dict):
+            rows.append(row)
+        elif line.strip():
+            bad.append(number)
+    if not bad:
+        return rows, None
+    shown = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    return rows, (
+        f"{path}: line{'s' if len(bad) > 1 else ''} {shown} of {len(lines)} "
+        "cut off or not a JSON object (a crash or a full disk mid-write, or another tool's file); "
+        f"{len(rows)} reports read"
+    )
 
 
 def trial_dirs(stage_dir: Path) -> list[Path]:
@@ -433,9 +495,15 @@ def read_trial(trial_dir: Path, stage: StageRecord, ended: dict[str, TrialEnd]) 
     """
     from tuning.trial_config import trial_value  # the trial config's one reader
 
-    params = read_params(trial_dir)
+    try:
+        params = read_params(trial_dir)
+        unreadable = None
+    except StorageError as err:  # a torn or foreign params.json: the trial is named, not the report refused
+        params, unreadable = {}, str(err).split(": restore it")[0].split(". Read it")[0]
+    results, problem = checked_results(trial_dir)
+    unreadable = unreadable or problem
     by_progress: dict[float, dict[str, Any]] = {}
-    for row in read_results(trial_dir):
+    for row in results:
         if "epoch" in row:
             # A trial restored after a failure may report an evaluation twice: keep the latest.
             # Reports are keyed by training pairs seen (sub-epoch reports), else by epoch.
@@ -450,9 +518,13 @@ def read_trial(trial_dir: Path, stage: StageRecord, ended: dict[str, TrialEnd]) 
     )
     end = ended.get(trial_id, TrialEnd())
     error_file = trial_dir / ERROR_FILE
-    error = error_file.read_text(encoding="utf-8").strip() if error_file.is_file() else None
+    error = (
+        error_file.read_bytes().decode("utf-8", errors="replace").strip() if error_file.is_file() else None
+    )
     status: TrialStatus
-    if epochs and epochs[-1]["epoch"] >= planned:
+    if unreadable:  # what is left of its record cannot tell how it ended
+        status = "unreadable"
+    elif epochs and epochs[-1]["epoch"] >= planned:
         status = "finished"
     elif end.status == "error":
         status = "failed"
@@ -472,6 +544,7 @@ def read_trial(trial_dir: Path, stage: StageRecord, ended: dict[str, TrialEnd]) 
         error=error.splitlines()[-1] if error else None,
         retries=end.retries,
         path=str(trial_dir),
+        unreadable=unreadable,
     )
 
 
@@ -536,7 +609,8 @@ def read_experiment(path: str | Path) -> ExperimentRecord:
     test_scores = read_records(scores_file, TestScore) if scores_file.is_file() else []
     compare_file = root / COMPARE_FILE
     compare = read_record(compare_file, CompareRecord) if compare_file.is_file() else None
-    return ExperimentRecord(str(root), meta, stages, trials, test_scores, compare)
+    unreadable = [t.unreadable for t in trials if t.unreadable]
+    return ExperimentRecord(str(root), meta, stages, trials, test_scores, compare, unreadable=unreadable)
 
 
 # 5. Writing: each record to its one place.

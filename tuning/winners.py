@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from datasets import DatasetDict
-from transformers import AutoTokenizer
 
 from tuning import store
 from tuning.metrics import compute_all
-from tuning.model import STSModel, predict
+from tuning.model import CHECKPOINT_FIX, STSModel, load_saved_tokenizer, predict
 from tuning.ranking import METRIC_COLUMNS, ranked
 from tuning.store import (
     BEST_MODEL_DIR,
@@ -30,8 +29,12 @@ def test_splits(splits: DatasetDict) -> list[str]:
 
 
 def load_checkpoint(folder: str) -> tuple[STSModel, Any]:
-    """Model and tokenizer from a trial checkpoint folder."""
-    return STSModel.from_checkpoint(folder), AutoTokenizer.from_pretrained(folder)
+    """Model and tokenizer from a trial checkpoint folder.
+
+    Raises:
+        ModelError: a file of the checkpoint is damaged or missing (named, with the cause and the fix).
+    """
+    return STSModel.from_checkpoint(folder), load_saved_tokenizer(folder, CHECKPOINT_FIX)
 
 
 def score_trial(trial: TrialRecord, splits: DatasetDict, metric: str, role: str = "top") -> TestScore | None:

@@ -392,6 +392,8 @@ def run_stage(
             # Finished trials stay finished; unfinished and failed ones continue from their last
             # checkpoints; the searcher (Optuna's study) and scheduler come back from Tune's state.
             print(f"[{stage}] resuming from {stage_dir}", flush=True)
+            for trial_id, why in from_scratch(stage_dir):
+                print(f"[{stage}] {trial_id} runs again from scratch: {why}", flush=True)
             tuner = tune.Tuner.restore(str(stage_dir), trainable, resume_unfinished=True, resume_errored=True)
         else:
             plan = StagePlan(exp, record, stage_dir, param_space, searcher, sched, samples, keep_checkpoints)
@@ -414,6 +416,41 @@ def run_stage(
     record.winner = stage_winner(stage_dir, record)
     store.write_stage(stage_dir, record)
     return stage_dir
+
+
+def from_scratch(stage_dir: Path) -> list[tuple[str, str]]:
+    """The trials a resumed stage will train again from the start, each with the reason.
+
+    Read from Tune's newest ``experiment_state-*.json`` (what ``Tuner.restore`` restores): a
+    trial Tune has not ended continues from the checkpoint its last report names, in its folder;
+    when that folder was deleted, or the trial was cut before its first checkpoint, it starts
+    over. Trials that never started are not listed. An unknown state format lists nothing: this
+    only informs.
+    """
+    import json
+
+    states = sorted(stage_dir.glob("experiment_state-*.json"))
+    try:
+        trial_data = json.loads(states[-1].read_text(encoding="utf-8"))["trial_data"] if states else []
+        out = []
+        for trial_json, run_json in trial_data:
+            trial, run = json.loads(trial_json), json.loads(run_json)
+            if trial["status"] == "TERMINATED":
+                continue
+            last = run.get("last_result") or {}
+            folder = stage_dir / trial["relative_logdir"]
+            if last and not folder.is_dir():
+                out.append(
+                    (
+                        trial["trial_id"],
+                        f"its folder {folder} was deleted (it had reached epoch {store.epoch_number(last.get('epoch', 0))})",
+                    )
+                )
+            elif not last.get("checkpoint_dir_name") and trial["status"] != "PENDING":
+                out.append((trial["trial_id"], "it was cut before it saved its first checkpoint"))
+        return out
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
 
 
 def stage_winner(stage_dir: Path, record: StageRecord) -> Winner | None:

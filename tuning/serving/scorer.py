@@ -15,11 +15,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from tuning.config import ModelConfig
 from tuning.metrics import THRESHOLD
-from tuning.model import ModelError, PairCollator, STSModel, build_model, load_tokenizer, tokenize_pairs
+from tuning.model import (
+    EXPORT_FIX,
+    ModelError,
+    PairCollator,
+    STSModel,
+    build_model,
+    load_saved_tokenizer,
+    load_tokenizer,
+    tokenize_pairs,
+)
 from tuning.store import BEST_FILE
 from tuning.trial_config import trial_value
 
@@ -58,8 +67,8 @@ class ServedModel:
         best = _read_best(folder)
         max_length = _max_length(best.get("config") or {}, folder)
         try:
-            model = STSModel.from_pretrained(folder)
-            tokenizer = AutoTokenizer.from_pretrained(folder)
+            model = STSModel.from_pretrained(folder)  # a damaged file: one ModelError naming it
+            tokenizer = load_saved_tokenizer(folder, EXPORT_FIX)
         except ModelError:
             raise
         except (OSError, ValueError, KeyError, RuntimeError) as err:
