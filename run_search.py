@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,7 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def build_experiment(args: argparse.Namespace) -> Any:
     """Defaults < YAML < flags, validated once (every problem in one message)."""
+    from tuning import hardware
     from tuning.config import (
         ConfigError,
         apply_overrides,
@@ -182,10 +184,14 @@ def build_experiment(args: argparse.Namespace) -> Any:
     # A trial asking for more than a node offers would wait forever ("No available node types
     # can fulfill resource request"): Ray starting here gets this machine; a cluster at --address
     # offers its alive nodes and the node types its autoscaler may start.
+    cpus, gpus = hardware.cpu_count(), len(gpu_names())
     if not args.address:
-        problems += resource_problems(exp.search, os.cpu_count() or 1, len(gpu_names()))
+        problems += resource_problems(exp.search, cpus, gpus)
     elif not problems:
         nodes, node_types = cluster_nodes(args.address)
+        # `auto` resources follow the node with the most GPUs (else CPUs) the cluster has or may start.
+        largest = max(nodes + node_types, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)), default={})
+        cpus, gpus = int(largest.get("CPU", 1)), int(largest.get("GPU", 0))
         if node_types:  # the autoscaler's node types are known: nothing it may start fits
             problems += node_problems(exp.search, nodes + node_types, args.address)
         else:  # Ray's v1 autoscaler does not publish its node types: say so, and let Ray wait
@@ -198,6 +204,9 @@ def build_experiment(args: argparse.Namespace) -> Any:
                 )
     if problems:
         raise ConfigError("\n".join(problems))
+    resources = hardware.resolve_resources(exp.search.cpus_per_trial, exp.search.gpus_per_trial, cpus, gpus)
+    exp.search.cpus_per_trial, exp.search.gpus_per_trial = resources.cpus, resources.gpus
+    args.machine = (cpus, resources.reason)  # for the precision and fidelity plan (run)
     if Path(exp.experiment_dir).exists():
         raise ConfigError(
             f"{exp.experiment_dir} already exists; pass another --name (results are never overwritten)."
@@ -271,7 +280,8 @@ def machine() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuning import store
+    from tuning import ray_session, store
+    from tuning.config import ConfigError
     from tuning.data import fingerprint, load_splits
     from tuning.trial_config import trial_config
 
@@ -284,7 +294,17 @@ def run(args: argparse.Namespace) -> int:
     splits = load_splits(exp.data)
     sizes = {name: len(split) for name, split in splits.items()}
     print(f"[run_search] data {exp.data.source}: {sizes}", flush=True)
-    exp_dir.mkdir(parents=True)
+    plan = machine_plan(exp, splits, args)
+    try:  # no exist_ok: the folder is the lock, one of two runs started with one --name gets it
+        exp_dir.mkdir(parents=True)
+    except FileExistsError:
+        holder = ray_session.running_driver(exp_dir)
+        raise ConfigError(
+            f"another run holds the name {exp.name}: it created {exp_dir} while this one was "
+            f"starting{f' (process {holder})' if holder else ''}; pass another --name "
+            "(results are never overwritten)."
+        ) from None
+    ray_session.claim(exp_dir)  # driver.json: `report` and `--resume` see the run is live
     meta = store.ExperimentMeta(
         config=exp.to_dict(),
         command=" ".join(["python", *sys.argv]),
@@ -293,6 +313,7 @@ def run(args: argparse.Namespace) -> int:
         data_fingerprint=fingerprint(splits),
         data_sizes=sizes,
         machine=machine(),
+        hardware=plan,
         started=time.strftime("%Y-%m-%d %H:%M:%S"),
         tensorboard_dir=trial_config(exp)["tensorboard_dir"],
     )
@@ -302,6 +323,30 @@ def run(args: argparse.Namespace) -> int:
         return search(args, exp, splits, meta, started)
     except KeyboardInterrupt:  # a stop signal handled before search()'s own try
         return stopped(exp_dir, args)
+
+
+def machine_plan(exp: Any, splits: Any, args: argparse.Namespace) -> Any:
+    """Precision, resources and fidelity from this machine (``tuning.hardware``), printed with
+    their reasons; a time budget too small for the first rung of a few trials is refused."""
+    from tuning import hardware
+    from tuning.config import ConfigError
+
+    cpus, resources = args.machine
+    try:
+        plan = hardware.prepare(exp, splits, cpus, local=not args.address)
+    except hardware.BudgetTooSmall as err:
+        raise ConfigError(str(err)) from None
+    plan.resources = resources
+    print(
+        f"[run_search] precision {plan.precision} ({plan.precision_reason}); resources per trial: "
+        f"{plan.cpus_per_trial:g} CPU, {plan.gpus_per_trial:g} GPU ({resources})",
+        flush=True,
+    )
+    if plan.precision_warning:
+        print(f"warning: {plan.precision_warning}", file=sys.stderr, flush=True)
+    if plan.fidelity:
+        print(f"[run_search] {plan.fidelity}", flush=True)
+    return plan
 
 
 def resume(args: argparse.Namespace, started: float) -> int:
@@ -329,6 +374,7 @@ def resume(args: argparse.Namespace, started: float) -> int:
             f"--resume {args.resume}: process {driver} is still running this experiment; "
             f"wait for it to end (or stop it: kill {driver}), then resume."
         )
+    ray_session.claim(exp_dir)  # this process runs the experiment now (`report` waits for it)
     exp = experiment_from_dict(meta.config, str(meta_file))
     exp.storage, exp.name = str(exp_dir.parent), exp_dir.name
     splits = load_splits(exp.data)
@@ -493,11 +539,15 @@ def stop_old_ray(exp_dir: Path) -> Path:
 
 def conclude(exp: Any, splits: Any, meta: Any, started: float) -> int:
     """Score the winners on the test split(s), export the best, write the report."""
+    import torch
+
     from reports import write_report
     from tuning import store
+    from tuning.hardware import cpu_count
     from tuning.trial_config import TrialSettings, trial_config
     from tuning.winners import export_best, prune_checkpoints, score_winners, untuned_start
 
+    torch.set_num_threads(cpu_count())  # the trials are done: scoring has every core
     exp_dir = Path(exp.experiment_dir)
     record = store.read_experiment(exp_dir)
     metric = exp.search.metric
@@ -520,10 +570,13 @@ def conclude(exp: Any, splits: Any, meta: Any, started: float) -> int:
     if top:
         meta.best_model = str(export_best(top[0], exp_dir))
     meta.wall_time_s = time.time() - started
-    meta.finished = all(s.status == "done" for s in record.stages)
+    meta.finished = bool(top) and all(s.status == "done" for s in record.stages)
     store.write_meta(exp_dir, meta)
     report = write_report(exp_dir)
     print(f"[run_search] report: {report}", flush=True)
+    if not top:
+        print(f"[run_search] {no_model(record, meta)}", file=sys.stderr, flush=True)
+        return 3
     interrupted = [s.stage for s in record.stages if s.status != "done"]
     if interrupted:
         print(
@@ -547,6 +600,29 @@ def conclude(exp: Any, splits: Any, meta: Any, started: float) -> int:
             flush=True,
         )
     return 0
+
+
+def no_model(record: Any, meta: Any) -> str:
+    """Why a search ended without any evaluated trial, with the measured figures and what to change."""
+    budget = next((s.time_budget_s for s in record.stages if s.time_budget_s), None)
+    ended = ", ".join(
+        f"{n} {status}" for status, n in sorted(Counter(t.status for t in record.trials).items())
+    )
+    plan = meta.hardware
+    measured = (
+        f" Measured here: {plan.train_pairs_s:.1f} training pairs/s per trial in {plan.precision} "
+        f"({plan.precision_reason}); the first evaluation comes after ~{plan.first_rung_s:.0f} s."
+        if plan and plan.train_pairs_s
+        else (f" Precision: {plan.precision} ({plan.precision_reason})." if plan else "")
+    )
+    fixes = ["a longer --time-budget" if budget else None, "a smaller --training.eval_every_pairs"]
+    if plan and plan.precision == "bf16" and plan.precision_warning:
+        fixes.append("--training.precision auto (fp32 on this CPU)")
+    return (
+        f"no model: the search ended with no evaluated trial ({len(record.trials)} trials: {ended or 'none started'}"
+        + (f"; time budget {budget:.0f} s" if budget else "")
+        + f").{measured} Nothing was exported; change: {', '.join(f for f in fixes if f)}."
+    )
 
 
 def first_error(failed: list[Any]) -> str:
@@ -580,12 +656,37 @@ def all_failed(exp_dir: Path, failed: list[Any], meta: Any, started: float) -> i
 
 
 def report_command(argv: list[str]) -> int:
-    from reports import write_report
+    from reports import report_with_problems
 
     p = argparse.ArgumentParser(prog="run_search.py report", description="Rebuild report.md from storage.")
     p.add_argument("experiment", help="an experiment folder, <storage>/<name>")
     args = p.parse_args(argv)
-    print(write_report(args.experiment))
+    from tuning import ray_session, store
+    from tuning.config import ConfigError
+
+    exp_dir = Path(args.experiment).resolve()
+    if not (exp_dir / store.EXPERIMENT_FILE).is_file():
+        what = "does not exist" if not exp_dir.exists() else f"has no {store.EXPERIMENT_FILE}"
+        raise ConfigError(
+            f"report {args.experiment}: {exp_dir} {what}; pass an experiment folder <storage>/<name> "
+            "as written by run_search.py."
+        )
+    driver = ray_session.running_driver(exp_dir)
+    if driver:  # a report now would call a search that is still running finished
+        raise ConfigError(
+            f"report {args.experiment}: process {driver} is still running this experiment, and it "
+            "writes the report itself when it ends; run `report` after that (or stop it: "
+            f"kill {driver}; then `--resume` continues it)."
+        )
+    path, unreadable = report_with_problems(exp_dir)
+    print(path)
+    if unreadable:  # written, but not the whole truth: say what is missing, and fail
+        print(
+            f"error: {path} is written, but {len(unreadable)} file{'s' if len(unreadable) > 1 else ''} "
+            f"could not be read (named at its top): {'; '.join(unreadable)}.",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 
@@ -664,7 +765,7 @@ STORAGE_FIXES = {
     errno.EACCES: "pass a --storage folder you may write to",
     errno.EPERM: "pass a --storage folder you may write to",
     errno.ENOTDIR: "--storage must name a folder, not a file",
-    errno.EEXIST: "--storage must name a folder, not a file",
+    errno.EEXIST: "a file or folder of that name is in the way; pass another --storage or --name",
 }
 
 
@@ -674,6 +775,8 @@ def storage_problem(err: OSError, where: str | None) -> str:
     Errors raised inside Ray (a trial's checkpoint upload) name no file: ``where`` (the storage
     or experiment folder in use) is named instead.
     """
+    if err.strerror is None and err.filename is None and str(err):  # a sentence of its own
+        return str(err)
     path = err.filename or (f"under {Path(where).resolve()}" if where else None)
     fix = STORAGE_FIXES.get(err.errno or 0)
     what = (err.strerror or str(err).splitlines()[-1]).split(". Detail:")[0]

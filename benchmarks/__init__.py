@@ -49,6 +49,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "cpu_levers": Benchmark(
         "frozen embeddings, bf16 autocast, frozen layers: training speed on the CPU profile"
     ),
+    "precision": Benchmark("fp32 vs bf16 autocast on this CPU (the search's probe), and what `auto` chooses"),
     "objectives": Benchmark("losses and heads: MSE, correlation loss, multi-task, CoSENT, AnglE, over seeds"),
     "peers": Benchmark(
         "the same search through this tool, sentence-transformers, HF Trainer + Ray, plain Optuna (hours)"
@@ -71,10 +72,12 @@ def header(title: str, name: str, argv: list[str]) -> str:
         argv: the benchmark's arguments.
     """
     from tuning.config import gpu_names
+    from tuning.hardware import cpu_facts, cpu_model
 
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     gpus = gpu_names()
-    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, load average {load}, " + (
+    cpu = f"{cpu_model()} ({cpu_facts().describe()})"
+    machine = f"{platform.machine()}, {cpu}, {os.cpu_count()} CPUs, load average {load}, " + (
         f"GPUs: {', '.join(gpus)}" if gpus else "no GPU"
     )
     command = shlex.join(["python", "-m", "benchmarks", name, *argv])

@@ -26,8 +26,8 @@ from benchmarks import header, markdown_table
 
 NAME = "cpu_levers"
 LEVERS: dict[str, dict[str, Any]] = {
-    "fp32, everything trained (KLUE's recipe)": {},
-    "frozen token embeddings": {"freeze_embeddings": True},
+    "fp32, everything trained (KLUE's recipe)": {"precision": "fp32"},
+    "frozen token embeddings": {"freeze_embeddings": True, "precision": "fp32"},
     "frozen embeddings + bf16 autocast (the CPU profile)": {"freeze_embeddings": True, "precision": "bf16"},
     "... + first 6 layers frozen": {"freeze_embeddings": True, "precision": "bf16", "freeze_layers": 6},
 }

@@ -13,7 +13,7 @@ from reports.importance import EVALUATOR, METRICS, Importance, domain_text, expe
 from reports.stages import compare_section, seeds_section, stages_section
 from reports.tables import STATUS_TEXT, fmt, human, ranking_table, table
 from tuning.ranking import Row, pareto_front, rank, to_rows
-from tuning.store import ExperimentRecord, TestScore, Untuned
+from tuning.store import ExperimentRecord, MachinePlan, TestScore, Untuned
 
 
 def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
@@ -23,6 +23,7 @@ def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
     params = sorted({p for s in exp.stages for p in s.searched})
     importances = experiment_importances(exp)
     out = [f"# Tuning report: {exp.meta.config.get('name', '?')}", ""]
+    out += unreadable_section(exp)  # 0. what this report could not read, before anything it says
     out += summary_section(exp, rows, importances)  # 1. what ran and what won
     out += test_scores_section(exp)  # 2. the winners on the test split(s)
     out += compare_section(exp, figures)  # 3. what a comparing, seeded or staged method did
@@ -36,6 +37,22 @@ def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
     out += disk_section(exp)
     out += reproducibility_section(exp)
     return "\n".join(out)
+
+
+def unreadable_section(exp: ExperimentRecord) -> list[str]:
+    """The files the report could not read (torn, foreign, damaged), each with the cause."""
+    if not exp.unreadable:
+        return []
+    return [
+        "## Files that could not be read",
+        "",
+        "This report leaves out what they hold: a trial marked `unreadable` below is shown with only "
+        "the reports that could be read (the rankings may miss its best epoch), and how it ended is "
+        "not known. Restore the files from a copy and rebuild the report (`run_search.py report`).",
+        "",
+        *[f"- {problem}" for problem in exp.unreadable],
+        "",
+    ]
 
 
 def summary_section(exp: ExperimentRecord, rows: list[Row], importances: list[Importance]) -> list[str]:
@@ -67,6 +84,7 @@ def summary_section(exp: ExperimentRecord, rows: list[Row], importances: list[Im
     if meta.untuned and best_p and best_p.metrics:
         out.append(untuned_line(meta.untuned, best_p.metrics["pearson"], top[0] if top else None))
     out += budget_lines(exp)
+    out += machine_lines(meta.hardware)
     decisive = [
         f"{i.params[0]} in `{i.stage}` ({fmt(i.values['pearson'][i.params[0]])})"
         for i in importances
@@ -75,6 +93,21 @@ def summary_section(exp: ExperimentRecord, rows: list[Row], importances: list[Im
     if decisive:
         out.append(f"- Most important hyperparameter for validation Pearson: {'; '.join(decisive)}.")
     return [*out, ""]
+
+
+def machine_lines(plan: MachinePlan | None) -> list[str]:
+    """What was resolved from the machine before the search (precision, resources, fidelity), and why."""
+    if plan is None:
+        return []
+    out = [
+        f"- Precision **{plan.precision}** (asked: {plan.precision_requested}; {plan.precision_reason}); "
+        f"per trial {plan.cpus_per_trial:g} CPU, {plan.gpus_per_trial:g} GPU ({plan.resources or 'as asked'})."
+    ]
+    if plan.precision_warning:
+        out.append(f"- Warning: {plan.precision_warning}")
+    if plan.fidelity:
+        out.append(f"- Before the search, {plan.fidelity}")
+    return out
 
 
 def _top(exp: ExperimentRecord) -> list[TestScore]:

@@ -102,7 +102,7 @@ def test_counts_below_one_are_refused_all_at_once(tmp_path: Path, value: str) ->
         "search.num_samples (--num-samples) must be >= 1",
         "search.max_concurrent_trials (--max-concurrent-trials) must be >= 1 or null",
         "search.top_k (--top-k) must be >= 1",
-        "search.cpus_per_trial (--cpus-per-trial) must be > 0",
+        "search.cpus_per_trial (--cpus-per-trial) must be 'auto' or > 0",
     ):
         assert label in stderr
 
@@ -236,3 +236,18 @@ def test_help_lists_the_flags_by_section(capsys: pytest.CaptureFixture[str]) -> 
     assert "--num-samples INT, --search.num_samples INT" in out
     assert "--training.mtl_lambda FLOAT, --training.lambda FLOAT" in out
     assert out.startswith("usage: run_search.py [--method METHOD]")
+
+
+def test_a_name_with_hangul_says_which_characters_are_allowed(tmp_path: Path) -> None:
+    """Hangul is letters: the refusal must say that only ASCII ones are allowed, not "not a letter"."""
+    stderr = refused(tmp_path, "--space", str(space(tmp_path, TINY)), "--name", "실험-1")
+    assert "name must use only ASCII letters A-Z a-z, digits, '.', '_' and '-' (no Hangul" in stderr
+    assert "'실험-1'" in stderr
+
+
+def test_space_naming_a_folder_says_it_is_a_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "spaces"
+    folder.mkdir()
+    stderr = refused(tmp_path, "--space", str(folder))
+    assert f"search-space file '{folder}' is a folder; pass --space with a YAML file" in stderr
+    assert "does not exist" not in stderr

@@ -410,7 +410,12 @@ INVALID = [
         "pairwise",
         "training.head must be one of ['regression', 'multitask'], got 'pairwise'",
     ),
-    ("training", "precision", "fp8", "training.precision must be one of ['fp32', 'bf16', 'fp16'], got 'fp8'"),
+    (
+        "training",
+        "precision",
+        "fp8",
+        "training.precision must be one of ['auto', 'fp32', 'bf16', 'fp16'], got 'fp8'",
+    ),
     ("model", "architecture", "siamese", "model.architecture must be one of ['cross', 'bi'], got 'siamese'"),
     ("model", "max_length", 7, "model.max_length must be >= 8, got 7"),
     ("model", "num_hidden_layers", 0, "model.num_hidden_layers must be >= 1 or null, got 0"),
@@ -419,18 +424,23 @@ INVALID = [
     ("search", "scheduler", "pbt", "search.scheduler must be one of ['asha', 'fifo'], got 'pbt'"),
     ("search", "grace_period", 0, "search.grace_period must be > 0 (epochs), got 0"),
     ("search", "reduction_factor", 1, "search.reduction_factor must be >= 2, got 1"),
-    ("search", "cpus_per_trial", 0.0, "search.cpus_per_trial (--cpus-per-trial) must be > 0, got 0.0"),
+    (
+        "search",
+        "cpus_per_trial",
+        0.0,
+        "search.cpus_per_trial (--cpus-per-trial) must be 'auto' or > 0, got 0.0",
+    ),
     (
         "search",
         "gpus_per_trial",
         -1.0,
-        "search.gpus_per_trial (--gpus-per-trial) must be a fraction in [0, 1] or a whole number, got -1.0",
+        "search.gpus_per_trial (--gpus-per-trial) must be 'auto' or a fraction in [0, 1] or a whole number, got -1.0",
     ),
     (
         "search",
         "gpus_per_trial",
         1.5,
-        "search.gpus_per_trial (--gpus-per-trial) must be a fraction in [0, 1] or a whole number, got 1.5",
+        "search.gpus_per_trial (--gpus-per-trial) must be 'auto' or a fraction in [0, 1] or a whole number, got 1.5",
     ),
     ("search", "top_k", 0, "search.top_k (--top-k) must be >= 1, got 0"),
     ("search", "max_failures", -1, "search.max_failures must be >= 0, got -1"),
@@ -512,7 +522,9 @@ def test_registry_name_outside_the_registry_lists_the_known_names(
 
 @pytest.mark.parametrize("name", ["has space", "a/b", ""])
 def test_invalid_experiment_name_is_reported(name: str) -> None:
-    with pytest.raises(ConfigError, match=r"name must be letters, digits, '\.', '_' or '-'"):
+    with pytest.raises(
+        ConfigError, match=r"name must use only ASCII letters A-Z a-z, digits, '\.', '_' and '-'"
+    ):
         validate(ExperimentConfig(name=name))
 
 

@@ -126,8 +126,10 @@ class TrainingConfig:
     """Batch pairs of similar length together, so per-batch padding wastes less."""
     eval_batch_size: int = 64
     """Pairs per batch at validation and test time."""
-    precision: str = "fp32"
-    """``fp32``, or mixed precision ``bf16`` / ``fp16`` (GPU)."""
+    precision: str = "auto"
+    """``auto`` (from the hardware: bf16 where the device computes it natively, fp16 on a CUDA GPU
+    without bf16, fp32 otherwise; see ``tuning.hardware``), ``fp32``, or mixed precision ``bf16`` /
+    ``fp16`` (GPU); an explicit ``bf16`` without native support is honoured with a warning."""
     logging_steps: int = 10
     """Optimizer steps between training-loss points in TensorBoard."""
     eval_every_pairs: int | None = None
@@ -162,10 +164,13 @@ class SearchConfig:
     """ASHA: keep the top 1/reduction_factor of trials at each rung."""
     max_concurrent_trials: int | None = field(default=None, metadata={"flag": "--max-concurrent-trials"})
     """Trials running at once; ``None``: as many as the cluster's resources fit."""
-    cpus_per_trial: float = field(default=1.0, metadata={"flag": "--cpus-per-trial"})
-    """CPU cores reserved per trial (also the trial's torch threads)."""
-    gpus_per_trial: float = field(default=0.0, metadata={"flag": "--gpus-per-trial"})
-    """GPUs per trial; fractions such as 0.5 pack two trials on one GPU."""
+    cpus_per_trial: float | str = field(default="auto", metadata={"flag": "--cpus-per-trial"})
+    """CPU cores reserved per trial (also the trial's torch threads); ``auto``: the cores shared
+    among the trials that fit on the GPUs (at most 8), or on a CPU-only machine half the cores
+    (1-4), so two or more trials run side by side."""
+    gpus_per_trial: float | str = field(default="auto", metadata={"flag": "--gpus-per-trial"})
+    """GPUs per trial; fractions such as 0.5 pack two trials on one GPU; ``auto``: 1 where GPUs
+    exist, 0 (train on the CPU) otherwise."""
     max_failures: int = 2
     """Retries of a failed trial from its last checkpoint."""
     top_k: int = field(default=3, metadata={"flag": "--top-k"})
@@ -287,6 +292,8 @@ def _build_section(cls: type, raw: Any, where: str, problems: list[str]) -> Any:
 DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 # Fields given as durations (seconds, or a number with a unit).
 DURATIONS = ("time_budget",)
+# Numeric fields that also take ``auto`` (resolved from the machine: tuning.hardware).
+AUTO_FIELDS = ("cpus_per_trial", "gpus_per_trial")
 
 
 def parse_duration(value: Any) -> float:
@@ -363,6 +370,8 @@ def coerce(cls: type, name: str, value: Any) -> tuple[Any, str | None]:
     default = getattr(cls(), name)
     if value is None:
         return default, None if kind.optional else f"{name} must be set ({kind.text}), got null."
+    if name in AUTO_FIELDS and value == "auto":
+        return value, None
     if name in DURATIONS:
         try:
             return parse_duration(value), None
@@ -440,7 +449,7 @@ def _check_stages(stages: list[Any], source: str, problems: list[str]) -> None:
             problems.append(f"{where}: unknown key(s) {unknown}; accepted keys: {', '.join(STAGE_KEYS)}.")
         name = stage.get("name")
         if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-            problems.append(f"{where}: name must be letters, digits, '.', '_' or '-', got {name!r}.")
+            problems.append(f"{where}: name {NAME_RULE}, got {name!r}.")
         elif name in seen:
             problems.append(f"{where}: stage name {name!r} is used twice.")
         else:
@@ -505,6 +514,11 @@ def read_yaml(path: Path) -> Any:
 
 def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A YAML mapping, with its ``base:`` file (relative to it) merged underneath."""
+    if not chain and path.is_dir():
+        raise ConfigError(
+            f"search-space file {str(path)!r} is a folder; pass --space with a YAML file "
+            "(e.g. one in it, see search_spaces/)."
+        )
     if not chain and not path.is_file():
         raise ConfigError(
             f"search-space file {str(path)!r} does not exist; pass --space with a YAML file (see search_spaces/)."
@@ -690,6 +704,10 @@ def _or_null(rule: Rule) -> Rule:
     return (lambda v: v is None or rule[0](v), f"{rule[1]} or null")
 
 
+def _or_auto(rule: Rule) -> Rule:
+    return (lambda v: v == "auto" or rule[0](v), f"'auto' or {rule[1]}")
+
+
 def looks_like_path(name: str) -> bool:
     """Whether a model name can only be a local path: it starts with ``/``, ``.`` or ``~``, or has
     more than one ``/`` (a Hub id is ``name`` or ``org/name``)."""
@@ -750,10 +768,12 @@ def field_rules() -> dict[str, Rule]:
         "search.grace_period": _above(0, " (epochs)"),
         "search.reduction_factor": _at_least(2),
         "search.max_concurrent_trials": _or_null(_at_least(1)),
-        "search.cpus_per_trial": _above(0),
-        "search.gpus_per_trial": (
-            lambda v: 0 <= v <= 1 or (v > 1 and float(v).is_integer()),
-            "a fraction in [0, 1] or a whole number",
+        "search.cpus_per_trial": _or_auto(_above(0)),
+        "search.gpus_per_trial": _or_auto(
+            (
+                lambda v: 0 <= v <= 1 or (v > 1 and float(v).is_integer()),
+                "a fraction in [0, 1] or a whole number",
+            )
         ),
         "search.max_failures": _at_least(0),
         "search.top_k": _at_least(1),
@@ -807,7 +827,7 @@ def validate(exp: ExperimentConfig) -> None:
             if problem:
                 problems.append(f"{field_label(key)} {problem}")
     if not NAME_PATTERN.fullmatch(exp.name):
-        problems.append(f"name must be letters, digits, '.', '_' or '-', got {exp.name!r}.")
+        problems.append(f"name {NAME_RULE}, got {exp.name!r}.")
     if problems:
         where = f" in {exp.source_file}" if exp.source_file else ""
         raise ConfigError(f"{len(problems)} problem(s){where}:\n- " + "\n- ".join(problems))
@@ -820,13 +840,14 @@ def resource_problems(search: SearchConfig, cpus: int, gpus: int) -> list[str]:
         search: the requests, ``cpus_per_trial`` and ``gpus_per_trial``.
         cpus: CPU cores of the machine; gpus: its CUDA GPUs.
     """
-    problems = []
-    if search.cpus_per_trial > cpus:
+    problems: list[str] = []
+    # `auto` is resolved from this machine (tuning.hardware.resolve_resources): it always fits.
+    if search.cpus_per_trial != "auto" and search.cpus_per_trial > cpus:
         problems.append(
             f"{field_label('search.cpus_per_trial')} asks for {search.cpus_per_trial:g} CPUs per trial, "
             f"but this machine has {cpus}; pass --cpus-per-trial {cpus} or less."
         )
-    if search.gpus_per_trial > gpus:
+    if search.gpus_per_trial != "auto" and search.gpus_per_trial > gpus:
         fix = f"--gpus-per-trial {gpus} or less" if gpus else "--gpus-per-trial 0 to train on the CPU"
         problems.append(
             f"{field_label('search.gpus_per_trial')} asks for {search.gpus_per_trial:g} GPU(s) per trial, "
@@ -844,7 +865,8 @@ def node_problems(search: SearchConfig, nodes: list[dict[str, float]], where: st
             autoscaler may start.
         where: the cluster, as the message names it.
     """
-    cpus, gpus = search.cpus_per_trial, search.gpus_per_trial
+    # `auto` is resolved from the cluster's largest node: it asks for nothing that node lacks.
+    cpus, gpus = (0.0 if v == "auto" else v for v in (search.cpus_per_trial, search.gpus_per_trial))
     if any(n.get("CPU", 0) >= cpus and n.get("GPU", 0) >= gpus for n in nodes):
         return []
     most_cpus = max((n.get("CPU", 0) for n in nodes), default=0)
@@ -858,10 +880,12 @@ def node_problems(search: SearchConfig, nodes: list[dict[str, float]], where: st
 
 HEADS = ("regression", "multitask")
 ARCHITECTURES = ("cross", "bi")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SEARCHERS = ("tpe", "random")
 SCHEDULERS = ("asha", "fifo")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
+# Names become folder and Ray trial names on every node of a cluster: ASCII only, said plainly.
+NAME_RULE = "must use only ASCII letters A-Z a-z, digits, '.', '_' and '-' (no Hangul, other non-ASCII letters or spaces)"
 
 
 def apply_overrides(exp: ExperimentConfig, overrides: dict[str, Any]) -> None:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,83 @@ SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
 
 class ModelError(ValueError):
     """A model that cannot be loaded as asked; the message says what to pass instead."""
+
+
+def check_weights(folder: str | Path, fix: str = "restore the folder from a copy") -> None:
+    """Refuse a folder whose weight files cannot be read, naming the file and the cause.
+
+    Each ``*.safetensors`` file's header is read and checked against the file's size (what
+    ``safe_open`` checks; the tensors are not read): a file cut short, overwritten with other
+    bytes or not safetensors at all is one :class:`ModelError`, not a loader's traceback.
+
+    Args:
+        folder: a model or checkpoint folder.
+        fix: what to do about it, for the message.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as err:
+            raise ModelError(
+                f"the weights file {path} cannot be loaded: {first_line(err)} (the file is damaged: cut short, "
+                f"or overwritten with other bytes); {fix}."
+            ) from None
+
+
+def _read_meta(folder: Path, fix: str) -> dict[str, Any]:
+    """``sts_model.json`` of a model or checkpoint folder; a torn or foreign one is a ModelError."""
+    path = folder / META_FILE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as err:  # JSONDecodeError, UnicodeDecodeError are ValueErrors
+        raise ModelError(f"{path} cannot be read ({first_line(err)}); {fix}.") from None
+    if not isinstance(meta, dict) or meta.get("architecture") not in ("bi", "cross"):
+        raise ModelError(f"{path} is not an {META_FILE} written by this project; {fix}.")
+    return meta
+
+
+CHECKPOINT_FIX = (
+    "restore it from a copy, or delete that checkpoint folder (its trial is then passed over) "
+    "and run --resume"
+)
+EXPORT_FIX = "restore the folder from a copy (its best.json names the trial checkpoint it was exported from)"
+
+
+@contextmanager
+def _loading(folder: Path, what: str, fix: str) -> Iterator[None]:
+    """Turn a loader's error (a damaged config or weights file) into one ModelError line."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except ModelError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:
+        raise ModelError(f"cannot load the {what} in {folder}: {first_line(err)}; {fix}.") from None
+
+
+def first_line(err: BaseException) -> str:
+    """An error's first line without its final full stop (or its type, when it has no text)."""
+    text = str(err).strip()
+    return text.splitlines()[0].rstrip(".") if text else type(err).__name__
+
+
+def load_saved_tokenizer(folder: str | Path, fix: str) -> PreTrainedTokenizerBase:
+    """The tokenizer saved in a model or checkpoint folder; a damaged one is a ModelError.
+
+    The Rust tokenizer raises a bare ``Exception`` for a ``tokenizer.json`` it cannot parse, so
+    every ``Exception`` here is the folder's fault.
+    """
+    try:
+        return AutoTokenizer.from_pretrained(folder)
+    except Exception as err:
+        raise ModelError(
+            f"cannot load the tokenizer in {folder} (tokenizer.json, tokenizer_config.json): "
+            f"{first_line(err)}; {fix}."
+        ) from None
 
 
 def build_tiny_tokenizer(texts: Sequence[str], max_length: int = 128) -> PreTrainedTokenizerBase:
@@ -214,12 +292,19 @@ class STSModel(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, folder: str | Path) -> STSModel:
-        """Rebuild from a Trainer checkpoint (``model.safetensors`` + config + meta), no Hub access."""
-        meta = json.loads(Path(folder, META_FILE).read_text(encoding="utf-8"))
-        config = AutoConfig.from_pretrained(folder)
-        auto = AutoModelForSequenceClassification if meta["architecture"] == "cross" else AutoModel
-        model = cls(auto.from_config(config), **meta)
-        model.load_state_dict(load_file(str(Path(folder, "model.safetensors"))))
+        """Rebuild from a Trainer checkpoint (``model.safetensors`` + config + meta), no Hub access.
+
+        Raises:
+            ModelError: a file of the checkpoint is missing or damaged (named, with the cause).
+        """
+        folder = Path(folder)
+        check_weights(folder, CHECKPOINT_FIX)
+        meta = _read_meta(folder, CHECKPOINT_FIX)
+        with _loading(folder, "checkpoint", CHECKPOINT_FIX):
+            config = AutoConfig.from_pretrained(folder)
+            auto = AutoModelForSequenceClassification if meta["architecture"] == "cross" else AutoModel
+            model = cls(auto.from_config(config), **meta)
+            model.load_state_dict(load_file(str(Path(folder, "model.safetensors"))))
         return model.eval()
 
     def save_pretrained(
@@ -264,7 +349,11 @@ class STSModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> STSModel:
-        """Load what :meth:`save_pretrained` wrote."""
+        """Load what :meth:`save_pretrained` wrote.
+
+        Raises:
+            ModelError: not an exported model, or one of its files is damaged (named, with the cause).
+        """
         folder = Path(folder)
         meta_path = folder / META_FILE
         if not meta_path.is_file():
@@ -272,11 +361,13 @@ class STSModel(nn.Module):
                 f"{folder} has no {META_FILE}: not a model exported by this project "
                 "(expected <storage>/<name>/best_model)."
             )
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        auto = AutoModelForSequenceClassification if meta["architecture"] == "cross" else AutoModel
-        model = cls(auto.from_pretrained(folder), **meta)
-        if model.binary_head is not None:
-            model.binary_head.load_state_dict(load_file(str(folder / EXTRA_FILE)))
+        check_weights(folder, EXPORT_FIX)
+        meta = _read_meta(folder, EXPORT_FIX)
+        with _loading(folder, "model", EXPORT_FIX):
+            auto = AutoModelForSequenceClassification if meta["architecture"] == "cross" else AutoModel
+            model = cls(auto.from_pretrained(folder), **meta)
+            if model.binary_head is not None:
+                model.binary_head.load_state_dict(load_file(str(folder / EXTRA_FILE)))
         return model.eval()
 
 
@@ -438,7 +529,11 @@ def predict(
     max_length: int = 128,
     batch_size: int = 64,
 ) -> np.ndarray:
-    """0-5 similarity scores of sentence pairs, in order."""
+    """0-5 similarity scores of sentence pairs, in order.
+
+    Batches hold pairs of similar length (sorted by ``length``), so little of a forward pass is
+    padding; the scores come back in the order of ``pairs``.
+    """
     model.eval()
     data = Dataset.from_dict(
         {
@@ -451,9 +546,12 @@ def predict(
     encoded = encode(data, tokenizer, model.architecture, max_length)
     collate = PairCollator(tokenizer.pad_token_id)
     device = next(model.parameters()).device
-    scores = []
-    for start in range(0, len(encoded), batch_size):
-        batch = collate([encoded[i] for i in range(start, min(start + batch_size, len(encoded)))])
+    order = np.argsort(np.asarray(encoded["length"]), kind="stable")
+    rows = encoded.to_list() if hasattr(encoded, "to_list") else [encoded[i] for i in range(len(encoded))]
+    scores = np.zeros(len(encoded), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        batch = collate([rows[i] for i in chunk])
         batch = {k: v.to(device) for k, v in batch.items()}
-        scores.append(model(**batch)["scores"].float().cpu().numpy())
-    return np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
+        scores[chunk] = model(**batch)["scores"].float().cpu().numpy()
+    return scores

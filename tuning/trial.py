@@ -32,6 +32,7 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 from transformers.utils import logging as hf_logging
 
 from tuning.config import TrainingConfig, field_names
+from tuning.hardware import trial_precision
 from tuning.losses import EMBEDDING_LOSSES, SCALE_FREE_LOSSES, make_loss
 from tuning.metrics import compute_all
 from tuning.model import PairCollator, STSModel, build_model, encode, load_tokenizer
@@ -395,6 +396,7 @@ def training_arguments(settings: TrialSettings, output_dir: str) -> TrainingArgu
     to evaluate and checkpoint."""
     t = settings.training
     cuda = torch.cuda.is_available()
+    precision = trial_precision(t.precision, settings.model.name_or_path)  # `auto`: resolved here, once
     return TrainingArguments(
         output_dir=output_dir,
         learning_rate=t.learning_rate,
@@ -421,8 +423,8 @@ def training_arguments(settings: TrialSettings, output_dir: str) -> TrainingArgu
         report_to="none",
         disable_tqdm=True,
         use_cpu=not cuda,
-        bf16=t.precision == "bf16",
-        fp16=t.precision == "fp16",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
         dataloader_pin_memory=cuda,
     )
 

@@ -89,6 +89,23 @@ def normalize(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def threads(resources: dict[str, Any]) -> int:
+    """Torch threads of a trial: the CPUs it asked for (at least 1); ``auto`` (a config built
+    without the driver) is resolved from this machine, as the driver would."""
+    from tuning.hardware import cpu_count, resolve_resources
+
+    cpus, gpus = resources.get("cpus", 1), resources.get("gpus", 0)
+    if cpus == "auto":
+        cpus = resolve_resources(cpus, gpus, cpu_count(), torch_gpus()).cpus
+    return max(1, int(cpus))
+
+
+def torch_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
 @dataclass
 class TrialSettings:
     """A trial's resolved settings, read from its config (:meth:`from_dict`)."""
@@ -108,6 +125,6 @@ class TrialSettings:
             data=DataConfig(**config.get("data", {})),
             model=ModelConfig(**config.get("model", {})),
             training=TrainingConfig(**config.get("training", {})),
-            threads=max(1, int((config.get("resources") or {}).get("cpus", 1))),
+            threads=threads(config.get("resources") or {}),
             tensorboard_dir=config.get("tensorboard_dir"),
         )

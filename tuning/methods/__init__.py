@@ -48,5 +48,34 @@ def get_method(name: str) -> Method:
 
 
 def run_method(exp: ExperimentConfig, splits: Any) -> list[Path]:
-    """Run the experiment's method; returns the stage folders it wrote."""
+    """Run the experiment's method; returns the stage folders it wrote.
+
+    Machine-dependent settings still ``auto`` (an experiment built without ``run_search.py``'s
+    driver, e.g. by a benchmark) are resolved from this machine first.
+    """
+    resolve_auto(exp)
     return get_method(exp.method)(exp, splits)
+
+
+def resolve_auto(exp: ExperimentConfig, like: ExperimentConfig | None = None) -> None:
+    """Replace ``auto`` resources (and precision) of ``exp`` by ``like``'s resolved values where
+    given (a ``compare`` method's sub-experiment takes its parent's), else resources from this
+    machine."""
+    from tuning import hardware
+    from tuning.config import gpu_names
+
+    search = exp.search
+    if like is not None:
+        for section, name in (
+            ("search", "cpus_per_trial"),
+            ("search", "gpus_per_trial"),
+            ("training", "precision"),
+        ):
+            if getattr(getattr(exp, section), name) == hardware.AUTO:
+                setattr(getattr(exp, section), name, getattr(getattr(like, section), name))
+    if hardware.AUTO in (search.cpus_per_trial, search.gpus_per_trial):
+        resources = hardware.resolve_resources(
+            search.cpus_per_trial, search.gpus_per_trial, hardware.cpu_count(), len(gpu_names())
+        )
+        search.cpus_per_trial, search.gpus_per_trial = resources.cpus, resources.gpus
+    # A precision left `auto` is resolved by each trial on the machine it trains on.

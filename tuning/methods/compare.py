@@ -30,6 +30,8 @@ NOT_COMPARABLE = ("compare", "seeds")
 
 def method_experiment(exp: ExperimentConfig, method: str) -> ExperimentConfig:
     """The sub-experiment of one compared method: its file, the same flags, the same folder."""
+    from tuning.methods import resolve_auto
+
     sub = load_experiment(Path(exp.source_file or ".").parent / f"{method}.yaml")
     sub.method = method
     apply_overrides(sub, exp.overrides)
@@ -37,6 +39,7 @@ def method_experiment(exp: ExperimentConfig, method: str) -> ExperimentConfig:
         make_smoke(sub)
     sub.name, sub.storage = exp.name, exp.storage
     validate(sub)
+    resolve_auto(sub, like=exp)  # the machine's resources and precision, as the driver resolved them
     return sub
 
 
