@@ -33,18 +33,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     import inspect
 
     from tuning.config import SECTIONS, config_flags
-    from tuning.methods import METHODS
 
     p = argparse.ArgumentParser(
         prog="run_search.py",
         # The generated usage would list every flag of every section.
         usage="%(prog)s [--method METHOD] [--profile PROFILE | --space FILE] [--smoke-test] [flags below]",
-        description="Hyperparameter search for Korean STS fine-tuning on Ray Tune. Precedence: defaults "
-        "< search-space file < flags; a flag's value is read as in the file (3e-5, true, null, {a: b}).",
-        epilog="Subcommand: `run_search.py report <storage>/<name>` rebuilds a report from storage.",
+        description="Hyperparameter search for Korean STS fine-tuning on Ray Tune.\nPrecedence: defaults "
+        "< search-space file < flags; a flag's value is read as in the file\n(3e-5, true, null, {a: b}).",
+        epilog=epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the epilog's lists stay lists
     )
     p.add_argument(
-        "--method", default="optuna", help=f"tuning method, one of {sorted(METHODS)} (default: optuna)"
+        "--method",
+        default="optuna",
+        metavar="METHOD",
+        help="tuning method, see `methods` below (default: optuna)",
     )
     p.add_argument(
         "--space", help="search-space YAML file (default: search_spaces/[<profile>/]<method>.yaml)"
@@ -86,6 +89,31 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.from_experiment = getattr(args, "search.from_experiment")  # build_experiment checks --from
     return args
+
+
+def epilog() -> str:
+    """The methods, each with its line, and the subcommands, for ``--help``."""
+    import inspect
+
+    from tuning.methods import METHODS
+
+    def line(text: str) -> str:
+        return text.replace("``", "`").strip()
+
+    methods = [
+        f"  {name:<10} {line((inspect.getdoc(f) or '').splitlines()[0])}" for name, f in METHODS.items()
+    ]
+    return "\n".join(
+        [
+            "methods (--method):",
+            *methods,
+            "",
+            "subcommands:",
+            "  report DIR          rebuild <storage>/<name>/report.md from storage",
+            "  serve DIR           serve an exported model (<storage>/<name>/best_model): JSON API and a page",
+            "                      (`run_search.py serve --help` lists its flags)",
+        ]
+    )
 
 
 def space_file(args: argparse.Namespace) -> Path:

@@ -7,13 +7,14 @@ rebuilds an identical report from storage.
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from reports.importance import EVALUATOR, METRICS, Importance, domain_text, experiment_importances
 from reports.stages import compare_section, seeds_section, stages_section
 from reports.tables import STATUS_TEXT, fmt, human, ranking_table, table
 from tuning.ranking import Row, pareto_front, rank, to_rows
-from tuning.store import ExperimentRecord, MachinePlan, TestScore, Untuned
+from tuning.store import ExperimentRecord, MachinePlan, TestScore, Untuned, portable
 
 
 def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
@@ -33,10 +34,22 @@ def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
     out += rankings_section(rows, params, figures)  # 4. every trial, ranked
     out += importance_section(exp, importances, figures)  # 5. why: importance, learning curves
     out += curves_section(figures)
-    out += tensorboard_section(exp.meta.tensorboard_dir)  # 6. monitoring, disk, reproducibility
+    tb = exp.meta.tensorboard_dir
+    out += tensorboard_section(shown(exp, tb) if tb else None, Path(exp.path).name)  # 6. monitoring, ...
     out += disk_section(exp)
     out += reproducibility_section(exp)
     return "\n".join(out)
+
+
+def shown(exp: ExperimentRecord, value: Any) -> Any:
+    """``value`` with machine paths as a reader should see them (``tuning.store.portable``):
+    relative to the experiment folder where it is now and where it was when the search ran (a
+    moved folder's report names no old location), ``${SHARED}/...`` for the offline data."""
+    config = exp.meta.config
+    recorded = Path(str(config.get("storage", "")), str(config.get("name", "")))
+    return (
+        portable(portable(value, recorded), exp.path) if recorded.is_absolute() else portable(value, exp.path)
+    )
 
 
 def unreadable_section(exp: ExperimentRecord) -> list[str]:
@@ -64,7 +77,7 @@ def summary_section(exp: ExperimentRecord, rows: list[Row], importances: list[Im
     best_p = rank(rows, "pearson")[0] if rows else None
     best_f = rank(rows, "f1")[0] if rows else None
     out = [
-        f"- Method: **{config.get('method', '?')}**; model `{model.get('name_or_path', '?')}` "
+        f"- Method: **{config.get('method', '?')}**; model `{shown(exp, model.get('name_or_path', '?'))}` "
         f"({model.get('architecture', '?')}); data `{data.get('source', '?')}`.",
         f"- Trials: {len(rows)} ({', '.join(f'{n} {STATUS_TEXT[s]}' for s, n in counts.items() if n)}); "
         f"trial-epochs trained: {sum(r.epochs_run for r in rows)}; wall time: {(meta.wall_time_s or 0) / 60:.1f} min.",
@@ -130,7 +143,8 @@ def test_scores_section(exp: ExperimentRecord) -> list[str]:
     out = ["## Test scores of the best configurations", "", table(header, body), ""]
     if exp.meta.best_model:
         out += [
-            f"The winner is exported to `{exp.meta.best_model}`: a sentence-transformers folder with a "
+            f"The winner is exported to `{shown(exp, exp.meta.best_model)}` (in this report's folder): a "
+            "sentence-transformers folder with a "
             "model card (load with `SentenceTransformer(dir)` for `bi`, `CrossEncoder(dir)` for `cross`, "
             "or `STSModel.from_pretrained(dir)`).",
             "",
@@ -179,7 +193,7 @@ def reproducibility_section(exp: ExperimentRecord) -> list[str]:
     meta = exp.meta
     out = ["## Reproducibility", ""]
     for label, value in (
-        ("Command", meta.command or None),
+        ("Command", shown(exp, meta.command) or None),
         ("Git commit", meta.git_commit),
         ("Data fingerprint", meta.data_fingerprint or None),
         ("Split sizes", meta.data_sizes or None),
@@ -192,7 +206,7 @@ def reproducibility_section(exp: ExperimentRecord) -> list[str]:
     devices = Counter(str(e["device"]) for t in exp.trials for e in t.epochs[:1] if e.get("device"))
     if devices:
         out.append("- Trials trained on: " + ", ".join(f"`{d}` ({n})" for d, n in sorted(devices.items())))
-    return [*out, "", "Resolved configuration:", "", "```json", _json(meta.config), "```", ""]
+    return [*out, "", "Resolved configuration:", "", "```json", _json(shown(exp, meta.config)), "```", ""]
 
 
 def untuned_line(untuned: Untuned, best: float, winner: TestScore | None = None) -> str:
@@ -297,21 +311,28 @@ def importance_section(
     return out
 
 
-def tensorboard_section(tb: str | None) -> list[str]:
-    """Where the TensorBoard runs are, and how to open them here and on a Ray cluster."""
+def tensorboard_section(tb: str | None, name: str = "<name>") -> list[str]:
+    """Where the TensorBoard runs are, and how to open them here and on a Ray cluster.
+
+    Args:
+        tb: the TensorBoard folder, relative to the experiment folder (``tensorboard``).
+        name: the experiment's folder name, for the command on a cluster's head node.
+    """
     if not tb:
         return []
     return [
         "## TensorBoard",
         "",
-        f"Per-trial training loss, learning rate and validation metrics are in `{tb}`; the HParams tab "
-        "lists every trial's hyperparameters with its best validation Pearson and F1:",
+        f"Per-trial training loss, learning rate and validation metrics are in `{tb}` (in this report's "
+        "folder); the HParams tab lists every trial's hyperparameters with its best validation Pearson and "
+        "F1. In this folder:",
         "",
         f"    tensorboard --logdir {tb}",
         "",
-        "On a Ray cluster (the folder on the head node), forward the port, then open http://localhost:6006:",
+        "On a Ray cluster (the folder on the head node, under the `--storage` folder the search used), "
+        "forward the port, then open http://localhost:6006:",
         "",
-        f"    ray exec cluster.yaml 'tensorboard --logdir {tb} --port 6006' --port-forward 6006",
+        f"    ray exec cluster.yaml 'tensorboard --logdir <storage>/{name}/{tb} --port 6006' --port-forward 6006",
         "",
     ]
 
@@ -324,7 +345,7 @@ def disk_section(exp: ExperimentRecord) -> list[str]:
     return [
         "## Disk",
         "",
-        f"- Experiment folder `{exp.path}`: {human(d.total)} in {d.files} files (this report and its "
+        f"- Experiment folder (this report's): {human(d.total)} in {d.files} files (this report and its "
         "figures not counted).",
         f"- Trial checkpoints (each trial keeps its best): {human(d.checkpoints)}; exported best model: "
         f"{human(d.best_model)}; TensorBoard: {human(d.tensorboard)}.",

@@ -251,3 +251,32 @@ def test_space_naming_a_folder_says_it_is_a_folder(tmp_path: Path) -> None:
     stderr = refused(tmp_path, "--space", str(folder))
     assert f"search-space file '{folder}' is a folder; pass --space with a YAML file" in stderr
     assert "does not exist" not in stderr
+
+
+def test_help_lists_every_method_with_a_line_and_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
+    from tuning.methods import METHODS
+
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    out = capsys.readouterr().out
+    listed = out.split("methods (--method):\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert [line.split()[0] for line in listed] == list(METHODS)
+    assert all(len(line.split()) > 3 for line in listed)  # a name and what it does
+    assert "['" not in out.split("methods (--method):")[0].split("--method METHOD", 2)[-1][:200]
+    assert "\n  report DIR" in out and "\n  serve DIR" in out
+
+
+def test_the_shared_seed_flag_says_what_each_seed_does(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--seed INT Sets --training.seed (seed of model initialisation, dropout and data order) and " in out
+    assert "--search.seed (seed of the searcher)." in out
+
+
+def test_a_base_file_that_is_not_a_mapping_names_the_file_given(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text("just a string\n", encoding="utf-8")
+    given = tmp_path / "mine.yaml"
+    given.write_text("base: base.yaml\nname: x\n", encoding="utf-8")
+    stderr = refused(tmp_path, "--space", str(given))
+    assert f"{tmp_path / 'base.yaml'} (the `base:` of {given.resolve()}): expected" in stderr

@@ -30,7 +30,7 @@ def test_optuna_smoke_search_writes_a_ranked_report(smoke_run):
     assert "## Ranking by validation F1" in report
     assert "## Ranking by validation Pearson" in report
     assert "## Test scores of the best configurations" in report
-    assert f"tensorboard --logdir {smoke_run / 'tensorboard'}" in report
+    assert "    tensorboard --logdir tensorboard\n" in report  # run in the experiment folder
     record = read_experiment(smoke_run)
     assert len(record.trials) == 2
     # The CPU profile asks for no GPU: Ray hides any GPU from its trials.
@@ -148,3 +148,32 @@ def test_losses_and_heads_are_searchable(tmp_path, shared):
     assert by_stage["head"].carried["loss"].from_stage == "loss"
     for trial in record.trials:
         assert trial.status == "finished" and all(e["loss"] == e["loss"] for e in trial.epochs)  # no NaN
+
+
+def test_a_moved_experiment_shows_no_machine_path(smoke_run, tmp_path, shared):
+    """The report, best.json, the model card, the served page and /health name folders relative
+    to the experiment (or ${SHARED}/...), never where a machine kept them, before or after a move."""
+    import shutil
+
+    import httpx
+
+    from tuning.serving.launcher import ServerProcess
+
+    moved = tmp_path / "elsewhere" / "smoke-moved"
+    shutil.copytree(smoke_run, moved)
+    proc = run_cli("report", str(moved))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    machine_paths = [str(smoke_run.parent), str(tmp_path), str(REPO), str(shared), str(Path.home())]
+    texts = {
+        "report.md": (moved / "report.md").read_text(encoding="utf-8"),
+        "best.json": (moved / "best_model" / "best.json").read_text(encoding="utf-8"),
+        "model card": (moved / "best_model" / "README.md").read_text(encoding="utf-8"),
+    }
+    with ServerProcess(moved / "best_model", ()) as server:
+        texts["page"] = httpx.get(server.url + "/", timeout=30).text
+        texts["/health"] = httpx.get(server.url + "/health", timeout=30).text
+    for name, text in texts.items():
+        leaked = [p for p in machine_paths if p in text]
+        assert not leaked, f"{name} shows {leaked}"
+    assert "smoke-moved/best_model" in texts["/health"]
+    assert "${SHARED}/data/korsts/sts-dev.tsv" in texts["report.md"]  # the offline data, as the files write it

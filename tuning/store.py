@@ -63,6 +63,43 @@ class StorageError(ValueError):
     """A file of an experiment folder is torn (a crash mid-write) or not one this tool wrote."""
 
 
+def portable(value: Any, root: str | Path) -> Any:
+    """``value`` (a string, or lists and mappings of them) with machine paths made portable, for
+    what people read and what travels with a folder (the report, ``best.json``, the served page):
+    a path inside ``root`` (the experiment folder) becomes relative to it (``best_model``, or
+    ``.``; the storage folder above it ``..``), one inside the offline folder ``${SHARED}/...`` (as
+    the search-space files write it), one of this tool's files relative to its checkout
+    (``search_spaces/...``), one in the home folder ``~/...``. Other text is kept as it is."""
+    from tuning.config import REPO_ROOT, shared_dir
+
+    if isinstance(value, dict):
+        return {k: portable(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v, root) for v in value]
+    if not isinstance(value, str) or "/" not in value:
+        return value
+    folder = Path(root).resolve()
+    bases = [
+        (str(folder), ""),
+        (str(folder.parent), ".."),  # the storage root
+        (str(shared_dir()), "${SHARED}"),
+        (str(REPO_ROOT), ""),  # this tool's own files (search_spaces/...)
+        (str(Path.home()), "~"),
+    ]
+
+    def one(word: str) -> str:
+        for base, name in bases:
+            if word == base:
+                return name or "."
+            if base and word.startswith(base + "/"):
+                rest = word[len(base) + 1 :]
+                return f"{name}/{rest}" if name else rest
+        return word
+
+    # Paths inside a longer text (a command line, a message): replace each word that starts with one.
+    return " ".join(one(word) for word in value.split(" "))
+
+
 def write_json(path: Path, payload: Any) -> None:
     """Write JSON atomically: a crash or a full disk mid-write leaves the old file whole.
 

@@ -105,7 +105,8 @@ def export_best(winner: TestScore, experiment_dir: str | Path) -> Path:
     model, tokenizer = load_checkpoint(winner.checkpoint)
     settings = store.read_params(Path(winner.checkpoint).parent)
     model.save_pretrained(out, tokenizer, TrialSettings.from_dict(settings).model.max_length)
-    info = {**winner.model_dump(mode="json"), "config": settings}
+    # Paths relative to the experiment folder (or ${SHARED}/...): the folder can move or be shared.
+    info = store.portable({**winner.model_dump(mode="json"), "config": settings}, experiment_dir)
     store.write_json(out / store.BEST_FILE, info)
     has_record = Path(experiment_dir, store.EXPERIMENT_FILE).is_file()
     experiment = store.read_experiment(experiment_dir) if has_record else None

@@ -44,7 +44,7 @@ def method_experiment(exp: ExperimentConfig, method: str) -> ExperimentConfig:
 
 
 def compare_method(exp: ExperimentConfig, splits: Any, prefix: str = "") -> list[Path]:
-    """Run every method of ``exp.methods``, then each one's winner over seeds."""
+    """The file's ``methods`` (e.g. baseline, A, B, Optuna, PBT) head to head, then each one's winner over seeds."""
     from tuning.methods import METHODS
 
     bad = [m for m in exp.methods if m not in METHODS or m in NOT_COMPARABLE]

@@ -106,7 +106,8 @@ class ServedModel:
         """The model and its recorded validation metrics, for ``GET /health``."""
         config = self.model.config
         return {
-            "path": str(self.folder.resolve()),
+            # Its experiment and folder name only: the page and /health are for visitors.
+            "path": "/".join(self.folder.resolve().parts[-2:]),
             "architecture": self.model.architecture,
             "head": self.model.head,
             "encoder": getattr(config, "model_type", None),
