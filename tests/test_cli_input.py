@@ -270,7 +270,9 @@ def test_the_shared_seed_flag_says_what_each_seed_does(capsys: pytest.CaptureFix
     with pytest.raises(SystemExit):
         parse_args(["--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "--seed INT Sets --training.seed (seed of model initialisation, dropout and data order) and " in out
+    assert (
+        "--seed INT Sets --training.seed (seed of model initialisation, dropout and data order) and " in out
+    )
     assert "--search.seed (seed of the searcher)." in out
 
 

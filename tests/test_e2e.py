@@ -176,4 +176,6 @@ def test_a_moved_experiment_shows_no_machine_path(smoke_run, tmp_path, shared):
         leaked = [p for p in machine_paths if p in text]
         assert not leaked, f"{name} shows {leaked}"
     assert "smoke-moved/best_model" in texts["/health"]
-    assert "${SHARED}/data/korsts/sts-dev.tsv" in texts["report.md"]  # the offline data, as the files write it
+    assert (
+        "${SHARED}/data/korsts/sts-dev.tsv" in texts["report.md"]
+    )  # the offline data, as the files write it
