@@ -80,7 +80,7 @@ def summary_section(exp: ExperimentRecord, rows: list[Row], importances: list[Im
         f"- Method: **{config.get('method', '?')}**; model `{shown(exp, model.get('name_or_path', '?'))}` "
         f"({model.get('architecture', '?')}); data `{data.get('source', '?')}`.",
         f"- Trials: {len(rows)} ({', '.join(f'{n} {STATUS_TEXT[s]}' for s, n in counts.items() if n)}); "
-        f"trial-epochs trained: {sum(r.epochs_run for r in rows)}; wall time: {(meta.wall_time_s or 0) / 60:.1f} min.",
+        f"trial-epochs trained: {sum(r.epochs_run for r in rows):.3g}; wall time: {(meta.wall_time_s or 0) / 60:.1f} min.",
         f"- Trials are ranked by each one's best epoch by validation **{exp.metric}** (the checkpoint it keeps).",
     ]
     if best_p and best_p.metrics:

@@ -203,3 +203,30 @@ def test_a_budget_that_ends_before_any_report_exits_non_zero_with_the_reason(tmp
     assert "a longer --time-budget" in result.stderr
     assert not (tmp_path / "cut" / "best_model").exists()
     assert "[run_search] precision fp32" in result.stdout and "measured" in result.stdout
+
+
+def test_prepare_records_the_plan_of_a_tiny_experiment(small_splits, tmp_path: Path) -> None:
+    """The driver's step: precision (fp32 for the tiny model), the probe over the cores the trials
+    share, and the plan's figures, as experiment.json keeps them."""
+    exp = build_experiment(
+        parse_args(
+            ["--profile", "cpu", "--smoke-test", "--storage", str(tmp_path), "--training.precision", "auto"]
+        )
+    )
+    plan = hardware.prepare(exp, small_splits, cpus=2)
+    assert (plan.precision, plan.precision_requested, exp.training.precision) == ("fp32", "auto", "fp32")
+    assert "test-size model" in plan.precision_reason
+    assert plan.concurrent == 2 and plan.train_pairs_s and plan.train_pairs_s > 0
+    assert plan.first_rung_s is not None and plan.scoring_s is not None and plan.trial_s is not None
+    assert plan.fidelity and "2 trial(s) side by side" in plan.fidelity
+
+
+def test_a_first_rung_already_shorter_than_four_batches_is_kept_or_refused() -> None:
+    t = hardware.Throughput(train_pairs_s=100.0, eval_pairs_s=1000.0, threads=1, precision="fp32", seconds=1)
+    training = TrainingConfig(num_epochs=2, batch_size=16)
+    tight = SearchConfig(grace_period=0.125, num_samples=2, time_budget=0.25)
+    plan = hardware.plan_fidelity(t, training, tight, {"train": 64, "validation": 32}, 2, 100)
+    assert plan.changed is None and plan.first_rung_pairs == 8  # 0.11 s of rung in a 0.25 s budget
+    with pytest.raises(hardware.BudgetTooSmall):
+        too_small = SearchConfig(grace_period=0.125, num_samples=2, time_budget=0.05)
+        hardware.plan_fidelity(t, training, too_small, {"train": 64, "validation": 32}, 2, 100)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
+import numpy as np
 import torch
 
 AUTO = "auto"
@@ -261,7 +262,7 @@ class Throughput:
 
 
 def probe_throughput(
-    settings: Any, splits: Any, gpu: bool = False, steps: int = 2, min_seconds: float = 0.5
+    settings: Any, splits: Any, gpu: bool = False, steps: int = 3, min_seconds: float = 0.5
 ) -> Throughput:
     """Train ``settings``' model for a few optimizer steps on real training pairs and score
     validation pairs, in this process, with the trial's threads and precision.
@@ -283,11 +284,13 @@ def probe_throughput(
         torch.manual_seed(0)
         train, validation = splits["train"], splits["validation"]
         batch = settings.training.batch_size
-        sample = train.select(range(min(len(train), batch * (steps + 1))))
+        # A seeded random sample: the first rows of a file may be shorter or longer than most.
+        picked = np.random.default_rng(0).permutation(len(train))[: batch * (steps + 1)]
+        sample = train.select(sorted(int(i) for i in picked))
         tokenizer = load_tokenizer(settings.model, list(train["sentence1"]) + list(train["sentence2"]))
         arch, max_len = settings.model.architecture, settings.model.max_length
         encoded = encode(sample, tokenizer, arch, max_len)
-        scale, shift = target_transform(settings, train["label"][: len(sample)])
+        scale, shift = target_transform(settings, np.asarray(sample["label"]))
         model = build_model(settings.model, tokenizer, settings.training.head, scale, shift)
         freeze_lower_layers(model, settings.training.freeze_embeddings, settings.training.freeze_layers)
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
@@ -445,8 +448,13 @@ def plan_fidelity(
         return plan
     # The first rung of `few` trials should take at most half the budget: the rest ranks them.
     floor = 4 * training.batch_size
-    target = (budget / 2 / waves - eval_s) / train_s
-    pairs = int(min(rung_pairs, max(floor, target)) // training.batch_size * training.batch_size)
+    if rung_pairs <= floor:  # already as short as a first rung gets: it fits the budget or nothing does
+        if waves * rung_s(rung_pairs) <= budget:
+            return plan
+        pairs = int(rung_pairs)
+    else:
+        target = (budget / 2 / waves - eval_s) / train_s
+        pairs = int(max(floor, min(rung_pairs, target)) // training.batch_size * training.batch_size)
     if waves * rung_s(pairs) > budget:
         raise BudgetTooSmall(
             f"the time budget ({_duration(budget)}) cannot hold the first rung of {few} trials on this machine: "
@@ -526,12 +534,27 @@ def prepare(exp: Any, splits: Any, cpus: int, local: bool = True, probe: bool = 
     if not (local and probe):
         return plan
     settings = TrialSettings.from_dict(trial_config(exp))
-    throughput = probe_throughput(settings, splits, gpu=bool(search.gpus_per_trial))
     gpus = torch.cuda.device_count()
     fits = [cpus / search.cpus_per_trial] + ([gpus / search.gpus_per_trial] if search.gpus_per_trial else [])
     concurrent = max(1, int(min(fits)))
     if search.max_concurrent_trials:
         concurrent = min(concurrent, search.max_concurrent_trials)
+    gpu = bool(search.gpus_per_trial)
+    if gpu or concurrent == 1:
+        throughput = probe_throughput(settings, splits, gpu=gpu)
+    else:
+        # CPU trials side by side share caches, memory bandwidth and (on SMT vCPUs) the cores
+        # themselves: a trial alone ran 2x faster than each of two side by side on a 2-vCPU
+        # machine (measured, issue 24). So the probe uses every core the trials will share and
+        # gives each trial its share: conservative where the cores scale well.
+        shared = replace(settings, threads=max(1, min(cpus, int(settings.threads * concurrent))))
+        whole = probe_throughput(shared, splits)
+        throughput = replace(
+            whole,
+            train_pairs_s=whole.train_pairs_s / concurrent,
+            eval_pairs_s=whole.eval_pairs_s / concurrent,
+            threads=settings.threads,
+        )
     sizes = {name: len(split) for name, split in splits.items()}
     tests = sum(n for name, n in sizes.items() if name not in ("train", "validation"))
     fidelity = plan_fidelity(throughput, training, search, sizes, concurrent, tests)
