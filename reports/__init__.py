@@ -14,6 +14,7 @@ from reports.figures import (
     importance_chart,
     learning_curves,
     pareto_scatter,
+    recipe_trials,
 )
 from reports.importance import experiment_importances
 from reports.render import render
@@ -46,7 +47,13 @@ def write_figures(record: ExperimentRecord) -> dict[str, str]:
         "compare": compare_chart(method_rows(record), folder),
         "pareto": pareto_scatter(rows, pareto_front(rows), folder),
         "importance": importance_chart(experiment_importances(record), folder),
-        "curves": learning_curves(record.trials, [s.stage for s in record.stages], folder),
+        "curves": learning_curves(
+            record.trials,
+            [s.stage for s in record.stages],
+            folder,
+            winners={s.stage: s.winner.trial_id for s in record.stages if s.winner},
+            recipes=recipe_trials(record),
+        ),
     }
     return {name: file for name, file in drawn.items() if file}
 

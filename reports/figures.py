@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from reports.importance import METRICS, Importance
-from tuning.ranking import Row
-from tuning.store import TrialRecord, TrialStatus
+from tuning.metrics import MODES
+from tuning.ranking import Row, ranked
+from tuning.store import ExperimentRecord, TrialRecord, TrialStatus
+from tuning.trial_config import trial_value
 
 COMPARE_PNG = "compare.png"
 CURVES_PNG = "learning_curves.png"
@@ -60,10 +62,42 @@ def _save(plt: Any, fig: Any, folder: str | Path, name: str) -> str:
 
 
 def learning_curves(
-    trials: list[TrialRecord], stages: list[str], folder: str | Path, metric: str = "pearson"
+    trials: list[TrialRecord],
+    stages: list[str],
+    folder: str | Path,
+    metric: str = "pearson",
+    winners: dict[str, str] | None = None,
+    recipes: dict[str, str] | None = None,
 ) -> str | None:
-    """Validation ``metric`` per epoch, one line per trial and one panel per stage; the last
-    epoch is marked by how the trial ended (ASHA stops as red crosses)."""
+    """Draw :func:`curves_figure` into ``folder``; the file name, or ``None`` with nothing to draw."""
+    fig = curves_figure(trials, stages, metric, winners, recipes)
+    return None if fig is None else _save(_pyplot(), fig, folder, CURVES_PNG)
+
+
+def curves_figure(
+    trials: list[TrialRecord],
+    stages: list[str],
+    metric: str = "pearson",
+    winners: dict[str, str] | None = None,
+    recipes: dict[str, str] | None = None,
+) -> Any:
+    """Validation ``metric`` over training pairs seen (epochs for records without ``pairs``),
+    one panel per stage: the stage's winner drawn bold and labelled with its best value, the
+    recipe trial dashed and labelled ``recipe``, every other trial faint; the last point of each
+    line marks how the trial ended (ASHA stops as red crosses); a legend in every panel.
+
+    Args:
+        trials: the trial records (any stages; those of ``stages`` with a ``metric`` are drawn).
+        stages: the panels, in order.
+        metric: the validation metric drawn.
+        winners: stage -> its winning trial id (``stage.json``'s winner); default: each stage's
+            best trial by ``metric``, chosen as the stage chose it (``tuning.ranking.ranked``).
+        recipes: stage -> the trial that ran the file's own values (:func:`recipe_trials`).
+
+    Returns:
+        The matplotlib ``Figure`` (the caller saves or closes it), or ``None`` when no trial of
+        ``stages`` reported ``metric``.
+    """
     by_stage = {
         s: [t for t in trials if t.stage == s and any(e.get(metric) is not None for e in t.epochs)]
         for s in stages
@@ -72,30 +106,104 @@ def learning_curves(
     if not by_stage:
         return None
     plt = _pyplot()
+    fig, axes = _panels(plt, len(by_stage), 4.6, 3.3)
+    for ax, (stage, stage_trials) in zip(axes, by_stage.items()):
+        winner = (winners or {}).get(stage) or _best_trial(stage_trials, metric)
+        _draw_stage(ax, stage_trials, metric, winner, (recipes or {}).get(stage))
+        ax.set_title(f"{stage} ({len(stage_trials)} trials)", fontsize=9)
+    return fig
+
+
+def _best_trial(trials: list[TrialRecord], metric: str) -> str | None:
+    rows = ranked(trials, metric)
+    return rows[0].trial_id if rows else None
+
+
+def _draw_stage(
+    ax: Any, trials: list[TrialRecord], metric: str, winner: str | None, recipe: str | None
+) -> None:
+    """One panel: the other trials first (faint), then the recipe, then the winner on top."""
     from matplotlib.lines import Line2D
 
-    fig, axes = _panels(plt, len(by_stage), 4.6, 3.3)
-    seen: set[str] = set()
-    for ax, (stage, stage_trials) in zip(axes, by_stage.items()):
-        for t in sorted(stage_trials, key=lambda t: t.trial_id):
-            points = [(e["epoch"], e[metric]) for e in t.epochs if e.get(metric) is not None]
-            (line,) = ax.plot(*zip(*points), linewidth=1.2, alpha=0.85)
-            marker, colour, _ = END_MARKERS.get(t.status, END_MARKERS["incomplete"])
-            ax.plot(*points[-1], marker=marker, color=colour or line.get_color(), markersize=7, zorder=3)
-            seen.add(t.status if t.status in END_MARKERS else "incomplete")
-        ax.set_title(f"{stage} ({len(stage_trials)} trials)", fontsize=9)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(f"validation {metric}")
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.ticklabel_format(axis="y", useOffset=False)
-        ax.grid(alpha=0.3)
-    handles = [
+    x = (
+        "pairs"
+        if all("pairs" in e for t in trials for e in t.epochs if e.get(metric) is not None)
+        else "epoch"
+    )
+    order = {winner: 2, recipe: 1}
+    handles: dict[str, Any] = {}
+    ended: set[str] = set()
+    for t in sorted(trials, key=lambda t: (order.get(t.trial_id, 0), t.trial_id)):
+        points = [(e[x], e[metric]) for e in t.epochs if e.get(metric) is not None]
+        best = max(v for _, v in points) if MODES.get(metric) != "min" else min(v for _, v in points)
+        if t.trial_id == winner:
+            role = "winner (the recipe)" if t.trial_id == recipe else "winner"
+            style = {"color": "tab:blue", "linewidth": 2.4, "alpha": 1.0, "zorder": 4}
+            label = f"{role} {t.trial_id} ({metric} {best:.4f})"
+        elif t.trial_id == recipe:
+            style = {"color": "tab:green", "linewidth": 1.8, "linestyle": "--", "alpha": 1.0, "zorder": 3}
+            label = f"recipe {t.trial_id} ({metric} {best:.4f})"
+        else:
+            style = {"color": "tab:gray", "linewidth": 0.9, "alpha": 0.35, "zorder": 2}
+            label = "other trials"
+        (line,) = ax.plot(*zip(*points), **style)
+        handles.setdefault(label, line)
+        status = t.status if t.status in END_MARKERS else "incomplete"
+        marker, colour, _ = END_MARKERS[status]
+        ax.plot(*points[-1], marker=marker, color=colour or style["color"], markersize=6, zorder=5)
+        ended.add(status)
+    ends = [
         Line2D([], [], linestyle="", marker=m, color=c or "dimgray", label=text)
         for status, (m, c, text) in END_MARKERS.items()
-        if status in seen
+        if status in ended
     ]
-    axes[0].legend(handles=handles, fontsize=7, loc="lower right")
-    return _save(plt, fig, folder, CURVES_PNG)
+    # Winner, recipe, the rest: the reverse of the drawing order (the winner is drawn on top).
+    lines = list(reversed(handles.items()))
+    ax.legend(
+        handles=[h for _, h in lines] + ends,
+        labels=[k for k, _ in lines] + [h.get_label() for h in ends],
+        fontsize=7,
+        loc="lower right",
+    )
+    ax.set_xlabel("training pairs seen" if x == "pairs" else "epoch")
+    ax.set_ylabel(f"validation {metric}")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.ticklabel_format(axis="y", useOffset=False)
+    ax.grid(alpha=0.3)
+
+
+def recipe_trials(record: ExperimentRecord) -> dict[str, str]:
+    """Stage -> the trial that ran the recipe: with ``search.start_from_recipe`` an Optuna stage's
+    first trial is the fixed config's value of every searched hyperparameter (a staged method's
+    carried values included), enqueued before sampling. Found by those values, so a stage whose
+    recipe lay outside its space (not enqueued) has none."""
+    config = record.meta.config
+    if not (config.get("search") or {}).get("start_from_recipe"):
+        return {}
+    out = {}
+    for stage in record.stages:
+        if not stage.searcher.startswith("optuna") or not stage.searched:
+            continue
+        try:
+            point = {
+                k: stage.carried[k].value if k in stage.carried else trial_value(config, k)
+                for k in stage.searched
+            }
+        except KeyError:  # a searched key this version does not know
+            continue
+        same = [t.trial_id for t in record.stage_trials(stage.stage) if _same_values(t.params, point)]
+        if same:
+            out[stage.stage] = min(same)
+    return out
+
+
+def _same_values(params: dict[str, Any], point: dict[str, Any]) -> bool:
+    def same(a: Any, b: Any) -> bool:
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+            return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+        return a == b
+
+    return all(k in params and same(params[k], v) for k, v in point.items())
 
 
 def pareto_scatter(rows: list[Row], front: list[Row], folder: str | Path) -> str | None:

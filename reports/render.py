@@ -180,8 +180,10 @@ def curves_section(figures: dict[str, str]) -> list[str]:
     return [
         "## Learning curves",
         "",
-        "Validation Pearson at every report (each epoch, or every `training.eval_every_pairs` pairs), one line per trial; the last point shows how the "
-        "trial ended (a red cross: stopped early by ASHA).",
+        "Validation Pearson at every report (each epoch, or every `training.eval_every_pairs` pairs) against "
+        "training pairs seen, one line per trial: the stage's winner bold, the profile's recipe dashed, the "
+        "others faint (see the legend); the last point shows how the trial ended (a red cross: stopped early "
+        "by ASHA).",
         "",
         f"![Learning curves]({figures['curves']})",
         "",

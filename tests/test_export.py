@@ -19,9 +19,16 @@ from transformers import AutoTokenizer
 from tuning.config import DataConfig, ModelConfig, TrainingConfig, shared_dir
 from tuning.metrics import compute_all
 from tuning.model import TINY, STSModel, predict
-from tuning.model_card import model_card
+from tuning.model_card import base_license, model_card
 from tuning.serving.scorer import ServedModel
-from tuning.store import TestScore, read_experiment
+from tuning.store import (
+    ExperimentMeta,
+    ExperimentRecord,
+    MachinePlan,
+    TestScore,
+    TrialRecord,
+    read_experiment,
+)
 from tuning.trial import TrialSettings, run_training
 from tuning.winners import export_best, load_checkpoint, score_trial
 
@@ -188,9 +195,44 @@ def test_the_model_card_describes_the_winner(exported):
     assert f"| learning_rate (searched) | {winner.params['learning_rate']:.4g} |" in body
     assert f"| test | {winner.test['test']['pearson']:.4f} |" in body
     assert "| train | KorSTS train | 64 |" in body
-    assert "python run_search.py serve runs/exp/best_model" in body
+    # The folder by its name, never where this machine keeps it.
+    assert "python run_search.py serve best_model" in body
     loader = "SentenceTransformer" if architecture == "bi" else "CrossEncoder"
-    assert f'model = {loader}("runs/exp/best_model")' in body
+    assert f'model = {loader}("best_model")' in body
+    assert str(folder.parent) not in text and str(shared_dir()) not in text
+    tiny = winner_config(folder)["model"]["name_or_path"] == TINY
+    assert card["license"] == ("unknown" if tiny else "mit")  # e5-small: multilingual-e5-small's MIT
+    # builtin:tiny is a test-size model: the card says so before anything else.
+    assert body.lstrip().startswith("> **Warning: a test-size model, not for use.**") is tiny
+    for heading in ("Intended use and limitations", "Hardware", "Training time", "Framework versions"):
+        assert f"\n## {heading}\n" in body
+    row = next(
+        r
+        for r in read_experiment(folder.parent).trials[0].epochs
+        if r["pearson"] == winner.validation["pearson"]
+    )
+    assert f"- The winner trained on `{row['device']}`." in body
+
+
+def winner_config(folder: Path) -> dict:
+    return json.loads((folder / "best.json").read_text())["config"]
+
+
+def test_the_model_card_loads_as_a_hugging_face_card(exported):
+    """``huggingface_hub`` reads the card's metadata without errors: licence, language, library,
+    base model, and the test scores as eval results (what the Hub's model-index widget shows)."""
+    from huggingface_hub import ModelCard
+
+    winner, folder = exported
+    card = ModelCard.load(folder / "README.md", ignore_metadata_errors=False)
+    data = card.data
+    assert data.license in ("mit", "unknown") and data.language == ["ko"]
+    assert data.library_name == "sentence-transformers" and data.base_model is None
+    assert "korean" in data.tags and data.model_name == "exp-best_model"
+    scores = {(r.dataset_name, r.metric_type): r.metric_value for r in data.eval_results}
+    assert scores[("KorSTS test", "pearsonr")] == round(winner.test["test"]["pearson"], 4)
+    assert scores[("KLUE-STS dev", "f1")] == round(winner.test["klue_dev"]["f1"], 4)
+    assert card.text.lstrip().startswith(("> **Warning", "# Korean STS"))
 
 
 def test_a_hub_model_is_named_as_the_base_model():
@@ -200,6 +242,7 @@ def test_a_hub_model_is_named_as_the_base_model():
     }
     card = yaml.safe_load(model_card(best).split("---\n")[1])
     assert card["base_model"] == "klue/roberta-base"
+    assert card["license"] == "cc-by-sa-4.0"  # KLUE's models
     assert card["pipeline_tag"] == "text-classification"
     assert card["model-index"][0]["results"][0]["metrics"] == [
         {"type": "pearsonr", "value": 0.9, "name": "Pearson"},
@@ -227,3 +270,92 @@ def test_a_scale_free_loss_exports_its_fitted_line(exported):
         return
     assert meta["target_scale"] != 5.0
     assert f"scores = {meta['target_scale']:.8g} * model.similarity_pairwise(a, b)" in card
+
+
+@pytest.mark.parametrize(
+    ("name_or_path", "licence"),
+    [
+        ("klue/roberta-large", "cc-by-sa-4.0"),
+        ("intfloat/multilingual-e5-small", "mit"),
+        ("${SHARED}/models/e5-small-ko", "mit"),  # as best.json names the shared folder
+        ("bert-base-uncased", "unknown"),
+        ("builtin:tiny", "unknown"),
+    ],
+)
+def test_the_licence_is_the_base_models(name_or_path, licence):
+    assert base_license(name_or_path) == licence
+
+
+def test_a_local_base_model_with_its_own_card_gives_its_licence(tmp_path):
+    (tmp_path / "README.md").write_text("---\nlicense: apache-2.0\nlanguage: ko\n---\n# A model\n")
+    assert base_license(str(tmp_path)) == "apache-2.0"
+    (tmp_path / "README.md").write_text("# A model without metadata\n")
+    assert base_license(str(tmp_path)) == "unknown"
+
+
+def smoke_record(tmp_path: Path) -> ExperimentRecord:
+    """What a smoke test's experiment.json and winner trial hold (hand-written)."""
+    meta = ExperimentMeta(
+        config={"name": "smoke", "method": "optuna", "storage": str(tmp_path), "smoke_test": True},
+        machine="x86_64, 2 CPUs, no GPU",
+        hardware=MachinePlan(
+            precision="fp32",
+            precision_reason="a smoke test trains in fp32",
+            resources="half the cores, 1-4 each",
+            cpus_per_trial=1.0,
+            gpus_per_trial=0.0,
+            train_pairs_s=812.4,
+        ),
+        versions={"python": "3.11.9", "torch": "2.13.0", "ray": "2.60.0"},
+        search_wall_time_s=75.2,
+        wall_time_s=3725.0,
+    )
+    rows = [
+        {"epoch": 1.0, "pairs": 64, "pearson": 0.31, "elapsed_s": 4.4, "device": "cpu"},
+        {"epoch": 2.0, "pairs": 128, "pearson": 0.29, "elapsed_s": 8.0, "device": "cpu"},
+    ]
+    trial = TrialRecord("a1", "optuna", {"learning_rate": 1e-3}, rows, planned_epochs=2, status="finished")
+    return ExperimentRecord(str(tmp_path / "smoke"), meta, [], [trial], [])
+
+
+def test_a_smoke_test_card_warns_first_and_states_hardware_time_and_versions(tmp_path):
+    from huggingface_hub import ModelCard
+
+    best = {
+        "stage": "optuna",
+        "trial_id": "a1",
+        "config": {"model": {"name_or_path": "${SHARED}/models/e5-small-ko", "architecture": "bi"}},
+        "validation": {"pearson": 0.31},
+        "test": {"test": {"pearson": 0.2, "f1": 0.4}},
+    }
+    text = model_card(best, smoke_record(tmp_path))
+    card = ModelCard(text, ignore_metadata_errors=False)
+    assert card.data.license == "mit" and "smoke-test" in card.data.tags
+    assert card.text.lstrip().startswith(
+        "> **Warning: a test-size model, not for use.** It comes from a smoke test (`--smoke-test`)"
+    )
+    assert "Tests of this tool only" in text
+    assert "- Machine: x86_64, 2 CPUs, no GPU." in text
+    assert "- Precision: fp32 (a smoke test trains in fp32)." in text
+    assert "- Each trial: 1 CPU, 0 GPU; chosen: half the cores, 1-4 each." in text
+    assert "- Measured speed of one trial: 812 training pairs/s." in text
+    # The winner's kept report is its best by Pearson: the first epoch's.
+    assert "- The winner: 0m04s of training to its kept epoch (64 training pairs seen)." in text
+    assert "- The whole search, 1 trial: 1m15s wall time." in text
+    assert "- The whole experiment (search, test scoring, export): 1h02m." in text
+    assert "| torch | 2.13.0 |" in text and "| ray | 2.60.0 |" in text
+    assert str(tmp_path) not in text
+
+
+def test_a_card_without_the_experiment_record_still_loads():
+    from huggingface_hub import ModelCard
+
+    best = {"config": {"model": {"name_or_path": "klue/roberta-base", "architecture": "bi"}}, "test": {}}
+    card = ModelCard(model_card(best), ignore_metadata_errors=False)
+    assert (card.data.license, card.data.base_model, card.data.eval_results) == (
+        "cc-by-sa-4.0",
+        "klue/roberta-base",
+        None,
+    )
+    assert "## Hardware" not in card.text and "## Intended use and limitations" in card.text
+    assert not card.text.lstrip().startswith("> **Warning")

@@ -1,5 +1,7 @@
 """TensorBoard of a real (tiny) trial: the HParams dashboard lists the trial's hyperparameters
-with its best validation Pearson and F1, all inside the trial's own run folder."""
+with its best validation Pearson and F1, all inside the trial's own run folder, and every scalar
+is stepped by training pairs seen (what ASHA counts in). That a search leaves no second run (Ray's
+own TensorBoard files) in the trial folders is checked on a smoke search in ``test_study.py``."""
 
 from __future__ import annotations
 
@@ -79,7 +81,24 @@ def test_best_metrics_are_scalars_of_the_best_epoch_so_far(trial_run) -> None:
         values = [e.value for e in events.Scalars(tag)]
         running = [max(r[name] for r in reports[: i + 1]) for i in range(len(reports))]
         assert values == pytest.approx(running, abs=1e-6)
-        assert [e.step for e in events.Scalars(tag)] == [1, 2]
+        assert [e.step for e in events.Scalars(tag)] == [r["pairs"] for r in reports]
+
+
+def test_train_and_validation_scalars_are_stepped_by_training_pairs(trial_run) -> None:
+    """64 pairs in batches of 16, logged every optimizer step, evaluated once an epoch."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    log_dir, reports = trial_run
+    events = EventAccumulator(str(log_dir))
+    events.Reload()
+    assert [r["pairs"] for r in reports] == [64, 128]
+    train = [e.step for e in events.Scalars("train/loss")]
+    assert train == list(range(16, 129, 16))  # one step of 16 pairs after another, both epochs
+    assert [e.step for e in events.Scalars("train/learning_rate")] == train
+    for name in ("pearson", "f1", "loss"):
+        assert [e.step for e in events.Scalars(f"validation/{name}")] == [64, 128]
+    # The same x at an epoch's end on both curves: the same unit.
+    assert {64, 128} <= set(train)
 
 
 def test_hparams_dashboard_reads_the_trial(trial_run) -> None:

@@ -1,13 +1,18 @@
 """The model card (``README.md``) of an exported ``best_model``, in Hugging Face's conventions.
 
-YAML front matter (base model, library, tags, datasets, language, pipeline tag, model-index with
-the test scores), then the base model, the data, the search that chose the model, its validation
-and test metrics, and how to load it. Built from what the export already holds: the winner's
-record (``best.json``) and the experiment's record.
+YAML front matter (licence, base model, library, tags, datasets, language, pipeline tag,
+model-index with the test scores; what ``huggingface_hub.ModelCard`` reads), then, for a
+smoke-test model, a warning that it is one; the intended use and limitations, the base model,
+the data, the search that chose the model, its validation and test metrics, the hardware, the
+training time, the framework versions, and how to load it. Built from what the export already
+holds: the winner's record (``best.json``) and the experiment's record. No machine path: the
+code refers to the folder as ``best_model``, its name in the experiment folder.
 """
 
 from __future__ import annotations
 
+import contextlib
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,17 @@ DATASETS: dict[tuple[str, str], tuple[str, str, str, str]] = {
     ("klue-sts", "test"): ("KLUE-STS validation", "klue/klue", "sts", "validation"),
 }
 EXAMPLE = ("비행기가 이륙하고 있다.", "비행기가 이륙한다.")
+FOLDER = "best_model"
+"""How the card's code names the exported folder: its name in the experiment folder."""
+
+LICENSES = {
+    "klue/": "cc-by-sa-4.0",  # KLUE's models: klue/roberta-*, klue/bert-base
+    "intfloat/multilingual-e5-": "mit",
+    "e5-small-ko": "mit",  # ../shared's stand-in: multilingual-e5-small's weights, cut vocabulary
+}
+"""Base models' licences as Hugging Face licence ids, by Hub id prefix or local folder name: a
+fine-tuned model stays bound by its base model's (CC-BY-SA's share-alike, MIT's notice). Any
+other base model's card says ``unknown``, Hugging Face's id for a licence not stated."""
 
 
 def model_card(
@@ -54,13 +70,15 @@ def model_card(
     config = experiment.meta.config if experiment else {}
     sizes = experiment.meta.data_sizes if experiment else {}
     name = config.get("name") or "experiment"
-    folder = f"{config.get('storage', 'runs')}/{name}/best_model"
+    test_size = is_test_size(settings, config)
     bi = settings.model.architecture == "bi"
+    front = _front_matter(best, settings, name, test_size)
     lines = [
         "---",
-        yaml.safe_dump(_front_matter(best, settings, name), sort_keys=False, allow_unicode=True).rstrip(),
+        yaml.safe_dump(front, sort_keys=False, allow_unicode=True).rstrip(),
         "---",
         "",
+        *(_test_size_warning(settings, config) if test_size else []),
         f"# Korean STS {'bi-encoder' if bi else 'cross-encoder'}: best model of `{name}`",
         "",
         "Scores the semantic similarity of two Korean sentences on KLUE-STS's 0-5 scale "
@@ -70,13 +88,39 @@ def model_card(
             else "from the pair read as one sequence (the regression head outputs 0-5 directly)."
         ),
         "",
-        *_base_model(settings),
+        *_intended_use(settings, test_size),
+        *_base_model(settings, front["license"]),
         *_data(settings, sizes),
         *_search(best, config, experiment),
         *_results(best),
-        *_usage(settings, folder, score_map),
+        *_hardware(best, experiment),
+        *_training_time(best, experiment),
+        *_versions(experiment),
+        *_usage(settings, name, score_map),
     ]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def base_license(name_or_path: str) -> str:
+    """The base model's licence (a Hugging Face licence id): a local folder's own card's
+    ``license`` if it has one, else :data:`LICENSES` by Hub id or folder name, else ``unknown``."""
+    card = Path(name_or_path, "README.md")
+    if card.is_file():
+        front = card.read_text(encoding="utf-8").split("---\n")
+        try:
+            meta = yaml.safe_load(front[1]) if len(front) > 2 and not front[0].strip() else None
+        except yaml.YAMLError:
+            meta = None
+        if isinstance(meta, dict) and isinstance(meta.get("license"), str):
+            return meta["license"]
+    name = name_or_path if _is_hub_id(name_or_path) else Path(name_or_path).name
+    return next((lic for prefix, lic in LICENSES.items() if name.startswith(prefix)), "unknown")
+
+
+def is_test_size(settings: TrialSettings, config: dict[str, Any]) -> bool:
+    """A smoke test's model (``smoke_test`` in the experiment's config), or one built in code
+    (``builtin:tiny``): a few weights trained on a few pairs, for tests only."""
+    return bool(config.get("smoke_test")) or settings.model.name_or_path.startswith("builtin:")
 
 
 def _is_hub_id(name: str) -> bool:
@@ -88,7 +132,9 @@ def _dataset(source: str, split: str) -> tuple[str, str, str, str]:
     return DATASETS.get((source, split), (split, split, "", split))
 
 
-def _front_matter(best: dict[str, Any], settings: TrialSettings, name: str) -> dict[str, Any]:
+def _front_matter(
+    best: dict[str, Any], settings: TrialSettings, name: str, test_size: bool
+) -> dict[str, Any]:
     bi = settings.model.architecture == "bi"
     source = settings.data.source
     kind = ["sentence-similarity", "feature-extraction"] if bi else ["cross-encoder", "text-classification"]
@@ -111,7 +157,7 @@ def _front_matter(best: dict[str, Any], settings: TrialSettings, name: str) -> d
                 "metrics": scores,
             }
         )
-    front: dict[str, Any] = {}
+    front: dict[str, Any] = {"license": base_license(settings.model.name_or_path)}
     if _is_hub_id(settings.model.name_or_path):
         front["base_model"] = settings.model.name_or_path
     used = ("train", *(best.get("test") or {}))
@@ -120,7 +166,7 @@ def _front_matter(best: dict[str, Any], settings: TrialSettings, name: str) -> d
         library_name="sentence-transformers",
         pipeline_tag=task,
         language=["ko"],
-        tags=["sentence-transformers", *kind, "korean", "sts", "ray-tune"],
+        tags=["sentence-transformers", *kind, "korean", "sts", "ray-tune", *(["smoke-test"] * test_size)],
         datasets=hub_ids,
         metrics=list(HF_METRICS.values()),
     )
@@ -129,7 +175,49 @@ def _front_matter(best: dict[str, Any], settings: TrialSettings, name: str) -> d
     return front
 
 
-def _base_model(settings: TrialSettings) -> list[str]:
+def _test_size_warning(settings: TrialSettings, config: dict[str, Any]) -> list[str]:
+    if config.get("smoke_test"):
+        why = "It comes from a smoke test (`--smoke-test`): a run on a few dozen pairs that checks the tool works."
+    else:
+        why = f"Its base model, `{settings.model.name_or_path}`, is a tiny model built in code to test the tool."
+    return [
+        f"> **Warning: a test-size model, not for use.** {why} Its scores mean nothing; run a real "
+        "search for a model to use.",
+        "",
+    ]
+
+
+def _intended_use(settings: TrialSettings, test_size: bool) -> list[str]:
+    source = settings.data.source
+    trained_on = {
+        "korsts": "KorSTS (the English STS-B translated into Korean)",
+        "klue-sts": "KLUE-STS (Korean news headlines, reviews and conversation)",
+    }.get(source, f"`{source}`")
+    if test_size:
+        use = "Tests of this tool only (see the warning above)."
+    else:
+        use = (
+            "Scoring how similar in meaning two Korean sentences are, on KLUE-STS's 0-5 scale: "
+            "ranking candidate sentences, finding paraphrases and near-duplicates, or as a "
+            "baseline for Korean sentence-similarity work."
+        )
+    return [
+        "## Intended use and limitations",
+        "",
+        use,
+        "",
+        f"- Trained on {trained_on}; text unlike it (other domains, long documents, other "
+        "languages) was not evaluated and may score worse.",
+        f"- Inputs longer than {settings.model.max_length} tokens are cut, as in training.",
+        "- Scores are regression outputs, not probabilities; 'similar' at 3.0 is KLUE-STS's "
+        "binary label, not a threshold tuned for any other task.",
+        "- It inherits the base model's and the data's biases; it was not audited for them. Not "
+        "for decisions about people.",
+        "",
+    ]
+
+
+def _base_model(settings: TrialSettings, license_id: str) -> list[str]:
     model = settings.model
     layers = f"its first {model.num_hidden_layers} layers" if model.num_hidden_layers else "all layers"
     how = (
@@ -142,6 +230,9 @@ def _base_model(settings: TrialSettings) -> list[str]:
         "",
         f"`{model.name_or_path}`, {layers}, fine-tuned as a {model.architecture} model ({how}); "
         f"inputs are cut to {model.max_length} tokens, as in training.",
+        "",
+        f"Licence: `{license_id}`, the base model's"
+        + (" (unknown to this tool: see the base model's own terms)." if license_id == "unknown" else "."),
         "",
     ]
 
@@ -209,6 +300,72 @@ def _results(best: dict[str, Any]) -> list[str]:
     return out
 
 
+def _winner_report(best: dict[str, Any], experiment: ExperimentRecord | None) -> dict[str, Any]:
+    """The winner's kept report (its row of ``result.json``) in the experiment's record, if any."""
+    if experiment is None:
+        return {}
+    trial = next(
+        (t for t in experiment.trials if (t.stage, t.trial_id) == (best.get("stage"), best.get("trial_id"))),
+        None,
+    )
+    return (trial.best(experiment.metric) or {}) if trial else {}
+
+
+def _hardware(best: dict[str, Any], experiment: ExperimentRecord | None) -> list[str]:
+    if experiment is None:
+        return []
+    meta, row = experiment.meta, _winner_report(best, experiment)
+    out = []
+    if meta.machine:
+        out.append(f"- Machine: {meta.machine}.")
+    if row.get("device"):
+        out.append(f"- The winner trained on `{row['device']}`.")
+    plan = meta.hardware
+    if plan is not None:
+        reason = f" ({plan.precision_reason})" if plan.precision_reason else ""
+        out.append(f"- Precision: {plan.precision}{reason}.")
+        how = f"; chosen: {plan.resources}" if plan.resources else ""
+        out.append(f"- Each trial: {plan.cpus_per_trial:g} CPU, {plan.gpus_per_trial:g} GPU{how}.")
+        if plan.train_pairs_s:
+            out.append(f"- Measured speed of one trial: {plan.train_pairs_s:,.0f} training pairs/s.")
+    return ["## Hardware", "", *out, ""] if out else []
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _training_time(best: dict[str, Any], experiment: ExperimentRecord | None) -> list[str]:
+    if experiment is None:
+        return []
+    meta, row = experiment.meta, _winner_report(best, experiment)
+    out = []
+    if row.get("elapsed_s") is not None:
+        out.append(
+            f"- The winner: {_duration(row['elapsed_s'])} of training to its kept epoch "
+            f"({row.get('pairs', '?')} training pairs seen)."
+        )
+    if meta.search_wall_time_s is not None:
+        trials = len(experiment.trials)
+        out.append(
+            f"- The whole search, {trials} trial{'s' * (trials != 1)}: {_duration(meta.search_wall_time_s)} wall time."
+        )
+    if meta.wall_time_s is not None:
+        out.append(f"- The whole experiment (search, test scoring, export): {_duration(meta.wall_time_s)}.")
+    return ["## Training time", "", *out, ""] if out else []
+
+
+def _versions(experiment: ExperimentRecord | None) -> list[str]:
+    versions = dict(experiment.meta.versions) if experiment else {}
+    # The library the code below loads the folder with, as installed when the card was written.
+    with contextlib.suppress(metadata.PackageNotFoundError):
+        versions.setdefault("sentence-transformers", metadata.version("sentence-transformers"))
+    rows = [f"| {name} | {version} |" for name, version in versions.items()]
+    return ["## Framework versions", "", "| package | version |", "|---|---|", *rows, ""]
+
+
 def _line(score_map: tuple[float, float], term: str, digits: int) -> str:
     """``5 <term>`` or, for a fitted map, ``1.234 <term> - 0.567``, to ``digits`` significant digits."""
     scale, shift = score_map
@@ -216,8 +373,9 @@ def _line(score_map: tuple[float, float], term: str, digits: int) -> str:
     return text if shift == 0 else f"{text} {'+' if shift > 0 else '-'} {abs(shift):.{digits}g}"
 
 
-def _usage(settings: TrialSettings, folder: str, score_map: tuple[float, float]) -> list[str]:
+def _usage(settings: TrialSettings, name: str, score_map: tuple[float, float]) -> list[str]:
     a, b = EXAMPLE
+    folder = FOLDER
     if settings.model.architecture == "bi":
         formula = _line(score_map, " * model.similarity_pairwise(a, b)", 8)  # what the model computes
         code = [
@@ -240,6 +398,9 @@ def _usage(settings: TrialSettings, folder: str, score_map: tuple[float, float])
             )
     return [
         "## Usage",
+        "",
+        f"`{folder}` is this folder, as the experiment folder `{name}` holds it: use its path "
+        "wherever it is.",
         "",
         "```python",
         *code,

@@ -328,6 +328,9 @@ class TensorBoardWriter(TrainerCallback):
     """Clean per-trial TensorBoard runs: train/loss, train/learning_rate, validation/<metric>,
     and the trial's hyperparameters with its best validation Pearson and F1 (HParams dashboard).
 
+    Every scalar's step is the training pairs seen when it was logged (:meth:`Fidelity.pairs`,
+    the unit ASHA counts in and reports carry as ``pairs``), so training and validation curves
+    share one x axis, and trials of different batch sizes or evaluation frequencies line up.
     Everything goes to the trial's own run folder: the HParams summaries are written with the
     run's own file writer (``SummaryWriter.add_hparams`` would open a timestamped sub-run).
     """
@@ -343,6 +346,13 @@ class TensorBoardWriter(TrainerCallback):
         self.best: dict[str, float] = {}
         self.session_end: Any = None
 
+    def pairs(self, args: Any, state: Any) -> int:
+        """Training pairs seen after the current optimizer step: every scalar's step."""
+        if self.fidelity is not None:
+            return self.fidelity.pairs(state.global_step)
+        # Without the trial's fidelity: whole batches (a short last batch counts as full).
+        return state.global_step * args.train_batch_size * args.gradient_accumulation_steps
+
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.settings is None:
             return
@@ -355,8 +365,9 @@ class TensorBoardWriter(TrainerCallback):
         experiment, session_start, self.session_end = hparams(
             tensorboard_hparams(self.settings, layers), dict.fromkeys(HPARAM_METRICS, 0.0)
         )
-        self.writer.file_writer.add_summary(experiment, state.global_step)
-        self.writer.file_writer.add_summary(session_start, state.global_step)
+        step = self.pairs(args, state)
+        self.writer.file_writer.add_summary(experiment, step)
+        self.writer.file_writer.add_summary(session_start, step)
         self.writer.flush()
 
     def _update_best(self, metrics: dict[str, Any]) -> None:
@@ -368,26 +379,25 @@ class TensorBoardWriter(TrainerCallback):
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
         for key in ("loss", "learning_rate", "grad_norm"):
             if logs and key in logs:
-                self.writer.add_scalar(f"train/{key}", logs[key], state.global_step)
+                self.writer.add_scalar(f"train/{key}", logs[key], self.pairs(args, state))
 
     def on_evaluate(
         self, args: Any, state: Any, control: Any, metrics: dict | None = None, **kwargs: Any
     ) -> None:
-        # x axis: the evaluation's index (the epoch when a trial evaluates once per epoch).
-        epoch = self.fidelity.evaluation_index(state.global_step) if self.fidelity else round(state.epoch)
+        step = self.pairs(args, state)
         for key, value in (metrics or {}).items():
             name = key.removeprefix("eval_")
             if name in REPORTED:
-                self.writer.add_scalar(f"validation/{name}", value, epoch)
+                self.writer.add_scalar(f"validation/{name}", value, step)
         self._update_best(metrics or {})
         for tag, value in self.best.items():
-            self.writer.add_scalar(tag, value, epoch)
+            self.writer.add_scalar(tag, value, step)
         self.writer.flush()
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         # A trial stopped early by the scheduler never gets here: TensorBoard shows no end status.
         if self.session_end is not None:
-            self.writer.file_writer.add_summary(self.session_end, state.global_step)
+            self.writer.file_writer.add_summary(self.session_end, self.pairs(args, state))
         self.writer.close()
 
 

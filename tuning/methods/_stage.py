@@ -12,9 +12,10 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ray.tune import Callback
+from ray.tune.logger import TBXLoggerCallback
 from ray.tune.search.sample import Domain
 from ray.tune.stopper import TimeoutStopper
 
@@ -231,6 +232,33 @@ class TrialLog(Callback):
         self._say(f"{trial.trial_id} failed; see {trial.path}/error.txt")
 
 
+class NoRayTensorBoard(TBXLoggerCallback):
+    """A stand-in for Ray's TensorBoard logger that writes nothing.
+
+    Tune adds its CSV, JSON and TensorBoard loggers unless one of each kind is among the run's
+    callbacks. Its TensorBoard files (every reported number against ``training_iteration``, and
+    an HParams set of its own) would sit in each trial folder beside the trial's own TensorBoard
+    run in ``<experiment>/tensorboard/``: two HParams sets and two step units for one trial. The
+    CSV and JSON loggers stay: ``result.json`` is what storage reads trials from. Preferred to
+    ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1``, which would drop those too and, being process-wide,
+    would also reach a resumed experiment whose pickled callbacks predate it.
+    """
+
+    _SAVED_FILE_TEMPLATES: ClassVar[list[str]] = []  # no files of its own to restore with a trial
+
+    def __init__(self) -> None:  # Ray's opens a tensorboardX writer per trial; this opens none
+        pass
+
+    def log_trial_start(self, trial: Any) -> None:
+        pass
+
+    def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
+        pass
+
+    def log_trial_end(self, trial: Any, failed: bool = False) -> None:
+        pass
+
+
 def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
@@ -299,6 +327,7 @@ class StagePlan:
                 callbacks=[
                     TrialLog(self.stage_dir, record.searched, record.num_epochs, budget),
                     Progress(stage, record.metric, record.mode, record.num_epochs, exp.search.time_budget),
+                    NoRayTensorBoard(),
                 ],
                 verbose=0,
             ),
@@ -413,6 +442,13 @@ def run_stage(
     record.ended = time.time()
     if store.budget_ended(stage_dir):
         record.ended_by = "time_budget"
+        # Tune stops the running trials without telling the searcher: the study would show them
+        # running forever. Pruned, as the scheduler's stops are: neither trained every epoch.
+        study_file = Path(exp.experiment_dir, store.STUDY_FILE)
+        if study_file.is_file():
+            from tuning.methods._study import prune_running
+
+            prune_running(study_file.resolve(), stage)
     record.winner = stage_winner(stage_dir, record)
     store.write_stage(stage_dir, record)
     return stage_dir

@@ -2,7 +2,10 @@
 
 ``optuna-dashboard <experiment>/optuna.journal`` shows every Optuna stage as one study (named
 after the stage), live while it runs: each trial's parameters, its validation metric after every
-evaluation (intermediate values, step = Tune's ``training_iteration``) and how it ended.
+evaluation (intermediate values, step = Tune's ``training_iteration``) and how it ended:
+``COMPLETE`` for a trial that trained every epoch, ``PRUNED`` for one ASHA stopped or the time
+budget cut (its user attribute ``ended_by`` says which; its value is its last intermediate
+value, Optuna's rule for pruned trials), ``FAIL`` for one that failed.
 ``optuna.load_study(study_name=<stage>, storage=journal(path))`` reads it back.
 """
 
@@ -10,8 +13,9 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
@@ -20,6 +24,20 @@ from ray.tune.search.optuna import OptunaSearch
 
 TUNE_TRIAL_ATTR = "tune_trial_id"
 """User attribute of each Optuna trial: its Tune trial id (the folder is ``<stage>_<id>``)."""
+ENDED_BY_ATTR = "ended_by"
+"""User attribute of a pruned trial: what stopped it, ``scheduler`` or ``time_budget``."""
+EndedBy = Literal["scheduler", "time_budget"]
+
+
+def trained_every_epoch(result: dict[str, Any]) -> bool:
+    """Whether the (flattened) result a trial ended on is its last planned epoch's.
+
+    Tune reports a trial ASHA stopped and one that finished the same way (ASHA stops a trial at
+    its largest budget too, and both results say ``done``): only the epoch tells them apart.
+    A result without the trial's ``num_epochs`` counts as finished (what Ray records).
+    """
+    planned = result.get("config/training/num_epochs")
+    return planned is None or float(result.get("epoch", 0)) >= float(planned)
 
 
 def journal(path: str | Path) -> JournalStorage:
@@ -36,6 +54,8 @@ class StoredOptunaSearch(OptunaSearch):
 
     - the result each trial ended on as its last intermediate value (Ray reports it to
       ``on_trial_complete`` only);
+    - a trial that ended before its last epoch (ASHA stopped it) told ``PRUNED``, not
+      ``COMPLETE`` (Ray tells every trial with a result complete);
     - each trial's Tune id as a user attribute, to find its folder from the dashboard;
     - on restore, trials the killed driver had asked for after Tune's last saved state are
       marked failed (no Tune trial will ever end them: they would show as running forever);
@@ -58,6 +78,12 @@ class StoredOptunaSearch(OptunaSearch):
         # to on_trial_complete only: without this the study would miss every trial's last value.
         if result and not error and self.metric in result and trial_id not in self._completed_trials:
             self.on_trial_result(trial_id, result)
+            if not trained_every_epoch(result):
+                # Ray tells a trial without a result PRUNED (Optuna then keeps its last
+                # intermediate value as its value): the same call, minus the result.
+                with contextlib.suppress(UpdateFinishedTrialError):  # its end is already told
+                    self._ot_trials[trial_id].set_user_attr(ENDED_BY_ATTR, "scheduler")
+                result = None
         super().on_trial_complete(trial_id, result, error)
 
     def restore(self, checkpoint_path: str) -> None:
@@ -66,6 +92,27 @@ class StoredOptunaSearch(OptunaSearch):
         for orphan in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if orphan.number not in known:
                 self._ot_study.tell(orphan.number, state=TrialState.FAIL, skip_if_finished=True)
+
+
+def prune_running(path: str | Path, study_name: str, ended_by: EndedBy = "time_budget") -> list[int]:
+    """Tell every trial of the study still running ``PRUNED``; returns their numbers.
+
+    Tune stops the trials running when its time budget ends without telling the searcher (no
+    ``on_trial_complete``): without this they would stay ``RUNNING`` in the journal forever.
+    A trial that reported keeps its intermediate values, the last one as its value.
+    """
+    storage = journal(path)
+    if study_name not in optuna.get_all_study_names(storage):
+        return []  # a stage without Optuna (a grid, variants)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    study_id = storage.get_study_id_from_name(study_name)
+    pruned = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        storage.set_trial_user_attr(trial_id, ENDED_BY_ATTR, ended_by)
+        study.tell(trial.number, state=TrialState.PRUNED, skip_if_finished=True)
+        pruned.append(trial.number)
+    return pruned
 
 
 def stored_searcher(
