@@ -85,6 +85,10 @@ def test_a_disk_that_fills_up_mid_search_is_one_message_and_corrupts_nothing(mou
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: No space left on device") and str(storage) in last, last
     assert "--storage on a disk with room" in last
+    # The trials' failures are one line each, no traceback (issue 29: 235 lines before).
+    assert "Traceback" not in proc.stderr and "--- Logging error ---" not in proc.stderr, proc.stderr[-3000:]
+    failed = [line for line in proc.stderr.splitlines() if "Trial task failed" in line]
+    assert failed and all("No space left on device (traceback: " in line for line in failed), failed
     exp = storage / "r"
     assert "config" in json.loads((exp / "experiment.json").read_text())
     for stored in exp.rglob("*.json"):

@@ -39,16 +39,42 @@ def quiet_ray(log_file: Path) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # at verbose=0 the older output is silent
     os.environ.setdefault("RAY_LOGGER_LEVEL", "warning")  # read by the worker processes Ray starts
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    to_file = logging.FileHandler(log_file, encoding="utf-8")
+    to_file = QuietFileHandler(log_file, encoding="utf-8")
     to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     to_terminal = logging.StreamHandler(sys.stderr)
     to_terminal.setLevel(logging.ERROR)
-    to_terminal.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    to_terminal.setFormatter(OneLine(f"%(levelname)s %(name)s: %(message)s (traceback: {log_file})"))
     for name in RAY_LOGGERS:
         logger = logging.getLogger(name)
         logger.handlers = [to_file, to_terminal]
         logger.setLevel(logging.INFO)
         logger.propagate = False  # Ray's own handler, on the "ray" logger, prints to the terminal
+
+
+class QuietFileHandler(logging.FileHandler):
+    """A log file that stays quiet when it cannot be written (a full disk): Python's default
+    prints a "--- Logging error ---" block with two tracebacks to stderr for every record."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.failed = getattr(self, "failed", 0) + 1
+
+
+class OneLine(logging.Formatter):
+    """A record and its exception's last line, without the traceback (it goes to the log file):
+    one line on the terminal per failed trial, not a screen of Ray's internals."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().formatMessage(_with_message(record))
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            last = (str(error).strip().splitlines() or [""])[-1]
+            message = message.replace(" (traceback:", f": {type(error).__name__}: {last} (traceback:", 1)
+        return message
+
+
+def _with_message(record: logging.LogRecord) -> logging.LogRecord:
+    record.message = record.getMessage()
+    return record
 
 
 def _duration(seconds: float) -> str:
