@@ -919,7 +919,7 @@ SMOKE_UNSEARCHED = ("num_epochs", "num_hidden_layers", "name_or_path", "max_leng
 def make_smoke(exp: ExperimentConfig) -> None:
     """Shrink an experiment to a test-size run that keeps its shape (methods, stages, spaces).
 
-    A 2-layer model built in code, 64 training / 32 validation pairs, 2 epochs in fp32, 2 samples and
+    A 2-layer model built in code, 64 training / 32 validation pairs, 2 epochs (fp32 for it), 2 samples and
     at most 2 values per grid or choice, 2 seeds; values in ``exp.overrides`` (the flags) are
     applied again on top.
     """
@@ -927,8 +927,9 @@ def make_smoke(exp: ExperimentConfig) -> None:
     exp.model.name_or_path, exp.model.num_hidden_layers, exp.model.max_length = "builtin:tiny", None, 64
     exp.data.train_size, exp.data.validation_size = 64, 32
     exp.training.num_epochs, exp.training.batch_size, exp.training.logging_steps = 2, 16, 2
-    # A tiny model's small weight changes vanish in bf16 outputs: every trial would score the same.
-    exp.training.precision = "fp32"
+    # `auto`: the tiny model trains in fp32 (bf16 rounds its small updates away: every trial
+    # would score the same); a real model given with --model gets what the machine does best.
+    exp.training.precision = "auto"
     exp.training.freeze_embeddings = False  # a tiny model's embeddings are random: they must learn
     exp.search.num_samples, exp.search.seeds, exp.search.top_k = 2, 2, min(exp.search.top_k, 2)
     exp.space = _smoke_space(exp.space)
