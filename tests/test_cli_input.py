@@ -65,7 +65,8 @@ def test_bad_values_inside_a_space_are_listed_once(tmp_path: Path) -> None:
             "space.yaml: not UTF-8 text (byte 0xe9 at offset 9)",
         ),
         ({"space.yaml": "[optuna]\n"}, "space.yaml: expected a YAML mapping of `name:`, `space:`"),
-        ({"space.yaml": "base: base.yaml\n", "base.yaml": ""}, "base.yaml: the file is empty"),
+        # Names the base file, and the file given (issue 28).
+        ({"space.yaml": "base: base.yaml\n", "base.yaml": ""}, "space.yaml): the file is empty"),
         ({"space.yaml": "base: [base.yaml]\n"}, "space.yaml: base: must be one file name"),
         (
             {"space.yaml": "base: base.yaml\n", "base.yaml": "base: space.yaml\n"},

@@ -10,7 +10,7 @@ from pathlib import Path
 import datasets
 import pytest
 
-from tuning.config import DataConfig, shared_dir
+from tuning.config import REPO_ROOT, DataConfig, shared_dir
 from tuning.data import (
     FORMATS,
     DataError,
@@ -336,7 +336,7 @@ def test_files_with_validation_and_test_files(tmp_path: Path) -> None:
     assert {name: len(split) for name, split in splits.items()} == {
         "train": 20,
         "validation": 2,
-        "test": 4,
+        "test": 2,  # PAIRS less the 2 validation holds: a test score is on held-out pairs only
     }
     assert splits["test"].features == datasets.Features(
         {
@@ -346,7 +346,7 @@ def test_files_with_validation_and_test_files(tmp_path: Path) -> None:
             "binary_label": datasets.Value("int64"),
         }
     )
-    assert splits["test"].to_list() == EXPECTED  # labels here are exact in float32
+    assert splits["test"].to_list() == EXPECTED[2:]  # labels here are exact in float32
 
 
 def test_files_without_validation_hold_out_a_seeded_fraction(tmp_path: Path) -> None:
@@ -423,14 +423,15 @@ def test_klue_hub_unreachable_says_what_to_use_offline(monkeypatch: pytest.Monke
 def test_klue_hub_train_is_split_and_its_validation_is_test(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def rows(n: int) -> datasets.Dataset:
+    def rows(n: int, skip: int = 0) -> datasets.Dataset:
+        pairs = numbered_pairs(n + skip)[skip:]  # the Hub's splits share no pair
         return datasets.Dataset.from_list(
-            [klue_record(s1, s2, lab, i) for i, (s1, s2, lab) in enumerate(numbered_pairs(n))]
+            [klue_record(s1, s2, lab, i) for i, (s1, s2, lab) in enumerate(pairs)]
         )
 
     def hub(*args: object, **kwargs: object) -> datasets.DatasetDict:
         assert args == ("klue/klue", "sts")
-        return datasets.DatasetDict({"train": rows(30), "validation": rows(5)})
+        return datasets.DatasetDict({"train": rows(30), "validation": rows(5, skip=30)})
 
     monkeypatch.setattr(datasets, "load_dataset", hub)
     splits = load_splits(DataConfig(source="klue-sts"))
@@ -492,7 +493,7 @@ def test_korsts_preset_loads_the_shared_files() -> None:
     assert {name: len(split) for name, split in splits.items()} == {
         "train": 5749,
         "validation": 1500,
-        "test": 1379,
+        "test": 1371,  # sts-test.tsv's 1,379 less 8 pairs sts-dev.tsv (validation here) has too
         "klue_dev": 519,
     }
     for split in splits.values():
@@ -506,3 +507,47 @@ def test_korsts_preset_loads_the_shared_files() -> None:
         "label": 4.9,
         "binary_label": 1,
     }
+
+
+def test_the_cpu_profiles_test_splits_hold_no_validation_pair(shared) -> None:
+    """Held out means held out: no scored pair was used to pick or stop trials (issue 25),
+    checked by pair content on the profile's own data config."""
+    from tuning.config import load_experiment
+    from tuning.data import load_splits, pair_key
+
+    exp = load_experiment(REPO_ROOT / "search_spaces" / "cpu" / "optuna.yaml")
+    splits = load_splits(exp.data)
+    validation = {pair_key(r) for r in splits["validation"]}
+    assert len(splits["validation"]) == 500 and len(validation) == 499  # sts-dev.tsv repeats a pair
+    tests = [name for name in splits if name not in ("train", "validation")]
+    assert set(tests) == {"test", "korsts_dev_heldout", "klue_dev"}
+    for name in tests:
+        assert not validation & {pair_key(r) for r in splits[name]}, name
+    # sts-dev.tsv less the 502 rows whose pair validation holds; KorSTS test less 4 such pairs.
+    assert (len(splits["korsts_dev_heldout"]), len(splits["test"]), len(splits["klue_dev"])) == (
+        998,
+        1375,
+        519,
+    )
+
+
+def test_a_test_file_that_repeats_validation_pairs_loses_them(tmp_path) -> None:
+    from tuning.data import load_splits
+
+    rows = [(f"문장 {i} 가", f"문장 {i} 나", i % 6) for i in range(40)]
+
+    def write(name: str, part: list) -> str:
+        path = tmp_path / name
+        path.write_text(
+            "sentence1,sentence2,label\n" + "".join(f"{a},{b},{s}\n" for a, b, s in part), encoding="utf-8"
+        )
+        return str(path)
+
+    cfg = DataConfig(
+        source="files",
+        train=write("train.csv", rows[:20]),
+        validation=write("dev.csv", rows[20:30]),
+        test=write("test.csv", [(b, a, s) for a, b, s in rows[25:40]]),  # 5 repeat validation, reversed
+    )
+    splits = load_splits(cfg)
+    assert len(splits["test"]) == 10

@@ -43,7 +43,7 @@ def test_optuna_smoke_search_writes_a_ranked_report(smoke_run):
         assert [e["epoch"] for e in trial.epochs] == list(range(1, len(trial.epochs) + 1))
         assert f"optuna/{trial.trial_id}" in report
     # The winners are scored on KorSTS test, all of KorSTS dev and KLUE-STS dev.
-    assert set(record.test_scores[0].test) == {"test", "korsts_dev", "klue_dev"}
+    assert set(record.test_scores[0].test) == {"test", "korsts_dev_heldout", "klue_dev"}
 
 
 def test_smoke_search_saves_the_reproducibility_record(smoke_run):
@@ -55,10 +55,10 @@ def test_smoke_search_saves_the_reproducibility_record(smoke_run):
     assert meta["finished"] is True
     # The untuned model is scored on the same splits as the winner, and the report compares them.
     untuned = meta["untuned"]
-    assert set(untuned["test"]) == {"test", "korsts_dev", "klue_dev"}
+    assert set(untuned["test"]) == {"test", "korsts_dev_heldout", "klue_dev"}
     report = (smoke_run / "report.md").read_text(encoding="utf-8")
     winner = read_experiment(smoke_run).test_scores[0]
-    for split in ("test", "korsts_dev", "klue_dev"):
+    for split in ("test", "korsts_dev_heldout", "klue_dev"):
         shown = f"{split} {fmt(winner.test[split]['pearson'])} vs {fmt(untuned['test'][split]['pearson'])}"
         assert shown in report
 

@@ -107,7 +107,11 @@ def test_method_scores_its_winner_on_every_test_split(method_run, method):
     scores = json.loads((exp / "test_scores.json").read_text())
     (winner,) = [s for s in scores if (s["stage"], s["trial_id"]) == (best["stage"], best["trial_id"])]
     assert winner["role"] == "top"
-    assert set(winner["test"]) == set(sizes) - {"train", "validation"} == {"test", "korsts_dev", "klue_dev"}
+    assert (
+        set(winner["test"])
+        == set(sizes) - {"train", "validation"}
+        == {"test", "korsts_dev_heldout", "klue_dev"}
+    )
     for metrics in winner["test"].values():
         assert set(metrics) == set(METRICS) and all(math.isfinite(v) for v in metrics.values())
 
@@ -168,7 +172,7 @@ def test_seeds_repeat_the_top_configurations_of_a_finished_search(tmp_path, meth
         seeds = sorted(t.params["seed"] for t in record.stage_trials(stage.stage))
         assert seeds == [42, 43]
     scored = [s for s in record.test_scores if s.stage == "seeds-1"]
-    assert len(scored) == 2 and all(set(s.test) == {"test", "korsts_dev", "klue_dev"} for s in scored)
+    assert len(scored) == 2 and all(set(s.test) == {"test", "korsts_dev_heldout", "klue_dev"} for s in scored)
     assert "## Seed repeats (mean ± std)" in (exp / "report.md").read_text()
 
 

@@ -357,8 +357,31 @@ def _subset(records: list[dict], size: int | None, seed: int, split: str) -> lis
     return [records[i] for i in sorted(random.Random(seed).sample(range(len(records)), size))]
 
 
+def pair_key(record: dict) -> tuple[str, str]:
+    """A pair by its content, the order of its sentences and outer whitespace ignored."""
+    first, second = record["sentence1"].strip(), record["sentence2"].strip()
+    return (first, second) if first <= second else (second, first)
+
+
+def hold_out_selection(splits: dict[str, list[dict]]) -> dict[str, int]:
+    """Drop from every test split the pairs validation holds (they pick trials and stop them:
+    a score on them is not held out); returns the pairs dropped per split."""
+    used = {pair_key(r) for r in splits["validation"]}
+    dropped = {}
+    for name in [n for n in splits if n not in ("train", "validation")]:
+        kept = [r for r in splits[name] if pair_key(r) not in used]
+        if len(kept) < len(splits[name]):
+            dropped[name] = len(splits[name]) - len(kept)
+            splits[name] = kept
+    return dropped
+
+
 def load_splits(cfg: DataConfig) -> datasets.DatasetDict:
     """Load the splits ``cfg`` describes.
+
+    A test split never holds a pair of the validation split (by content: the profile scores
+    KorSTS dev's pairs that validation did not draw, ``korsts_dev_heldout``); the pairs dropped
+    are printed.
 
     Returns:
         Splits ``train``, ``validation``, ``test`` (absent when there is no test file) and one per
@@ -369,6 +392,10 @@ def load_splits(cfg: DataConfig) -> datasets.DatasetDict:
     splits = SOURCES[cfg.source](cfg)
     for split, size in (("train", cfg.train_size), ("validation", cfg.validation_size)):
         splits[split] = _subset(splits[split], size, cfg.split_seed, split)
+    for name, n in hold_out_selection(splits).items():
+        print(f"[data] {name}: {n} pairs left out, validation holds them (held-out scores only)", flush=True)
+        if not splits[name]:
+            raise DataError(f"test split {name}: every pair is also in validation; name another file.")
     dataset = datasets.Dataset.from_list
     return datasets.DatasetDict({k: dataset(v, features=FEATURES) for k, v in splits.items()})
 

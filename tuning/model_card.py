@@ -32,6 +32,12 @@ DATASETS: dict[tuple[str, str], tuple[str, str, str, str]] = {
     ("korsts", "test"): ("KorSTS test", "kor_nlu", "sts", "test"),
     ("korsts", "klue_dev"): ("KLUE-STS dev", "klue/klue", "sts", "validation"),
     ("korsts", "korsts_dev"): ("KorSTS dev (all 1,500 pairs)", "kor_nlu", "sts", "validation"),
+    ("korsts", "korsts_dev_heldout"): (
+        "KorSTS dev (the pairs not used for validation)",
+        "kor_nlu",
+        "sts",
+        "validation",
+    ),
     ("klue-sts", "train"): ("KLUE-STS train (held-out part excluded)", "klue/klue", "sts", "train"),
     ("klue-sts", "validation"): ("KLUE-STS train (held-out part)", "klue/klue", "sts", "train"),
     ("klue-sts", "test"): ("KLUE-STS validation", "klue/klue", "sts", "validation"),
