@@ -303,7 +303,8 @@ def test_base_that_is_empty_or_not_a_mapping_names_the_base_file(
     path = write(tmp_path, "base: base.yaml\nname: x\n")
     with pytest.raises(ConfigError) as err:
         load_experiment(path)
-    assert str(err.value).startswith(f"{base}: {expected}")
+    # The base file, and the file the user gave (issue 28).
+    assert str(err.value).startswith(f"{base} (the `base:` of {path.resolve()}): {expected}")
 
 
 @pytest.mark.parametrize(
