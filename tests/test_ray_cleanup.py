@@ -95,7 +95,16 @@ def test_nothing_is_stopped_while_the_recorded_driver_runs(tmp_path, children):
     me = {"pid": os.getpid(), "started": psutil.Process().create_time()}
     write_record(tmp_path / ray_session.RECORD_FILE, session, me, [entry(worker)])
 
-    assert ray_session.running_driver(tmp_path) == os.getpid()
+    # The caller is never "another" driver (a run claims its own folder): None here ...
+    assert ray_session.running_driver(tmp_path) is None
+    # ... but a live recorded driver that is another process is found.
+    driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    children.append(driver)
+    other = {"pid": driver.pid, "started": psutil.Process(driver.pid).create_time()}
+    elsewhere = tmp_path / "other"
+    elsewhere.mkdir()
+    write_record(elsewhere / ray_session.RECORD_FILE, session, other, [entry(worker)])
+    assert ray_session.running_driver(elsewhere) == driver.pid
     assert ray_session.stop_leftovers(tmp_path / ray_session.RECORD_FILE) == []
     assert ray_session.sweep(tmp_path, keep=0) == ([], [])
     assert worker.poll() is None and session.is_dir()

@@ -203,7 +203,7 @@ def test_a_value_of_the_wrong_kind_is_refused_naming_the_field(copy: Path) -> No
     assert str(path) in str(err.value) and "'status'" in str(err.value)
 
 
-@pytest.mark.parametrize("name", [*FILES, f"{STAGE_DIR}/{STAGE_DIR}_d44ae_00000/params.json"])
+@pytest.mark.parametrize("name", FILES)
 def test_a_torn_file_is_refused_naming_it(copy: Path, name: str) -> None:
     path = copy / name
     text = path.read_text(encoding="utf-8")
@@ -211,6 +211,19 @@ def test_a_torn_file_is_refused_naming_it(copy: Path, name: str) -> None:
     with pytest.raises(StorageError) as err:
         read_experiment(copy)
     assert f"{path} is not valid JSON" in str(err.value)
+
+
+def test_a_torn_trial_file_marks_that_trial_unreadable_naming_it(copy: Path) -> None:
+    """A trial's own file (Ray's params.json) is not the experiment's: the rest still reads, and
+    the trial says it could not be read rather than taking a false status (issue 29)."""
+    path = copy / STAGE_DIR / f"{STAGE_DIR}_d44ae_00000" / "params.json"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text[: len(text) // 2], encoding="utf-8")
+    record = read_experiment(copy)
+    (trial,) = [t for t in record.trials if t.trial_id == "d44ae_00000"]
+    assert trial.status == "unreadable" and trial.unreadable and str(path) in trial.unreadable
+    assert "is not valid JSON" in trial.unreadable
+    assert record.unreadable == [trial.unreadable]
 
 
 # --- write_json --------------------------------------------------------------------------------
