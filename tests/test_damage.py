@@ -136,6 +136,9 @@ def test_two_runs_with_one_name_one_wins_the_other_is_told_and_report_waits(
     for pipe in pipes:
         os.mkfifo(pipe)
     common = ["--smoke-test", "--method", "optuna", "--profile", "cpu", "--storage", str(tmp_path)]
+    # 30 epochs, not the smoke test's 2: the winner must still be searching when `report` is asked
+    # (with 2, under load, it reached its own report first).
+    common += ["--training.num_epochs", "30"]
     procs = [start_cli(*common, "--name", "r", "--data", str(pipe)) for pipe in pipes]
     outputs: list[list[str]] = [[], []]
     readers = [
