@@ -19,8 +19,6 @@ AMX = CpuFacts(capability="AVX512", avx512_bf16=False, amx=True, onednn_bf16=Tru
 AVX2_ONLY = CpuFacts(capability="AVX2", avx512_bf16=False, amx=False, onednn_bf16=False)
 # An AVX-512 BF16 CPU with torch's kernels lowered (ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2).
 IMITATED_AVX2 = CpuFacts(capability="AVX2", avx512_bf16=True, amx=False, onednn_bf16=False)
-# Flags say native, but bf16 measures slow (a throttled or oddly configured CPU).
-SLOW_NATIVE = NATIVE
 
 
 def never_measured() -> float:
@@ -45,7 +43,8 @@ def test_auto_takes_fp32_without_native_bf16_and_does_not_measure(facts: CpuFact
 
 
 def test_auto_takes_fp32_where_bf16_measures_slower_despite_the_flags() -> None:
-    choice = resolve_precision("auto", cuda=False, facts=SLOW_NATIVE, speedup=lambda: 0.1)
+    # The flags say native, but bf16 measures slow (a throttled or oddly configured CPU).
+    choice = resolve_precision("auto", cuda=False, facts=NATIVE, speedup=lambda: 0.1)
     assert choice.precision == "fp32"
     assert "not faster" in choice.reason and "0.10x" in choice.reason
 
@@ -94,6 +93,10 @@ def test_this_machines_facts_and_measurement_are_consistent() -> None:
 
 def test_the_tiny_test_model_trains_in_fp32_under_auto() -> None:
     assert hardware.trial_precision("auto", hardware.TINY_MODEL) == "fp32"
+    native = resolve_precision(
+        "auto", cuda=False, facts=NATIVE, speedup=never_measured, model=hardware.TINY_MODEL
+    )
+    assert native.precision == "fp32" and "test-size model" in native.reason
     assert hardware.trial_precision("bf16", hardware.TINY_MODEL) == "bf16"
 
 

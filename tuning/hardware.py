@@ -136,8 +136,12 @@ def resolve_precision(
     cuda_bf16: bool | None = None,
     facts: CpuFacts | None = None,
     speedup: Callable[[], float] | None = None,
+    model: str = "",
 ) -> PrecisionChoice:
     """The precision a trial on this machine trains in.
+
+    The test-size model (``builtin:tiny``) always trains in fp32 under ``auto``: its small weight
+    changes vanish in bf16 outputs (every trial would score the same), and it gains no speed.
 
     Args:
         requested: ``auto``, ``fp32``, ``bf16`` or ``fp16``.
@@ -145,7 +149,12 @@ def resolve_precision(
         cuda_bf16: whether that GPU computes bf16 (default: ``torch.cuda.is_bf16_supported()``).
         facts: the CPU's bf16 support (default: :func:`cpu_facts`).
         speedup: measures bf16 over fp32 on the CPU (default: :func:`measure_cpu_bf16_speedup`).
+        model: the model's name (``builtin:tiny`` is the test-size one).
     """
+    if requested == AUTO and model == TINY_MODEL:
+        return PrecisionChoice(
+            "fp32", AUTO, "a test-size model: fp32 (bf16 would round its small updates away)"
+        )
     cuda = torch.cuda.is_available() if cuda is None else cuda
     if cuda:
         if cuda_bf16 is None:
@@ -198,14 +207,8 @@ TINY_MODEL = "builtin:tiny"
 
 @cache
 def trial_precision(requested: str, model: str = "") -> str:
-    """The precision a trial process trains ``model`` in (``auto`` resolved once per process).
-
-    The test-size model (``builtin:tiny``) always trains in fp32 under ``auto``: its small weight
-    changes vanish in bf16 outputs (every trial would score the same), and it gains no speed.
-    """
-    if requested != AUTO:
-        return requested
-    return "fp32" if model == TINY_MODEL else resolve_precision(requested).precision
+    """The precision a trial process trains ``model`` in (``auto`` resolved once per process)."""
+    return resolve_precision(requested, model=model).precision if requested == AUTO else requested
 
 
 @dataclass(frozen=True)
@@ -488,7 +491,7 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def prepare(exp: Any, splits: Any, cpus: int, local: bool = True, probe: bool = True) -> Any:
+def prepare(exp: Any, splits: Any, cpus: int, local: bool = True) -> Any:
     """Resolve ``exp``'s machine-dependent settings in place, before the search, and say why.
 
     The precision (where trials train here, ``local``; on a cluster each trial resolves ``auto``
@@ -500,8 +503,7 @@ def prepare(exp: Any, splits: Any, cpus: int, local: bool = True, probe: bool = 
             (:func:`resolve_resources`).
         splits: the loaded splits (``train``, ``validation``, the test splits).
         cpus: CPU cores trials share (for how many run side by side).
-        local: trials run on this machine.
-        probe: measure the throughput (off: precision only).
+        local: trials run on this machine (else only the precision request is recorded).
 
     Returns:
         A ``store.MachinePlan`` for ``experiment.json``.
@@ -513,13 +515,9 @@ def prepare(exp: Any, splits: Any, cpus: int, local: bool = True, probe: bool = 
     from tuning.trial_config import TrialSettings, trial_config
 
     search, training = exp.search, exp.training
-    if training.precision == AUTO and exp.model.name_or_path == TINY_MODEL:
-        choice = PrecisionChoice(
-            "fp32", AUTO, "a test-size model: fp32 (bf16 would round its small updates away)"
-        )
-    elif local:
+    if local:
         cuda = bool(search.gpus_per_trial) and torch.cuda.is_available()
-        choice = resolve_precision(training.precision, cuda=cuda)
+        choice = resolve_precision(training.precision, cuda=cuda, model=exp.model.name_or_path)
     else:
         choice = PrecisionChoice(training.precision, training.precision, "resolved by each trial on its node")
     training.precision = choice.precision
@@ -531,7 +529,7 @@ def prepare(exp: Any, splits: Any, cpus: int, local: bool = True, probe: bool = 
         cpus_per_trial=search.cpus_per_trial,
         gpus_per_trial=search.gpus_per_trial,
     )
-    if not (local and probe):
+    if not local:
         return plan
     settings = TrialSettings.from_dict(trial_config(exp))
     gpus = torch.cuda.device_count()
