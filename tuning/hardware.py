@@ -277,8 +277,8 @@ def probe_throughput(
         steps: timed optimizer steps at least (after one untimed warm-up step).
         min_seconds: time the training steps for at least this long (small models are fast).
     """
-    from tuning.model import PairCollator, build_model, encode, load_tokenizer
-    from tuning.trial import freeze_lower_layers, target_transform
+    from tuning.model import PairCollator, encode
+    from tuning.trial import trial_model
 
     started = time.perf_counter()
     previous = torch.get_num_threads()
@@ -290,12 +290,9 @@ def probe_throughput(
         # A seeded random sample: the first rows of a file may be shorter or longer than most.
         picked = np.random.default_rng(0).permutation(len(train))[: batch * (steps + 1)]
         sample = train.select(sorted(int(i) for i in picked))
-        tokenizer = load_tokenizer(settings.model, list(train["sentence1"]) + list(train["sentence2"]))
+        tokenizer, model, _ = trial_model(settings, train)
         arch, max_len = settings.model.architecture, settings.model.max_length
         encoded = encode(sample, tokenizer, arch, max_len)
-        scale, shift = target_transform(settings, np.asarray(sample["label"]))
-        model = build_model(settings.model, tokenizer, settings.training.head, scale, shift)
-        freeze_lower_layers(model, settings.training.freeze_embeddings, settings.training.freeze_layers)
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
         collate = PairCollator(tokenizer.pad_token_id)
         device = "cuda" if gpu and torch.cuda.is_available() else "cpu"

@@ -457,6 +457,18 @@ def freeze_lower_layers(model: torch.nn.Module, embeddings: bool, layers: int) -
             param.requires_grad_(False)
 
 
+def trial_model(
+    settings: TrialSettings, train: datasets.Dataset
+) -> tuple[Any, STSModel, tuple[float, float]]:
+    """The tokenizer, the model a trial fine-tunes (its frozen layers frozen) and its target
+    ``(scale, shift)`` (:func:`target_transform`); the throughput probe builds the same one."""
+    tokenizer = load_tokenizer(settings.model, list(train["sentence1"]) + list(train["sentence2"]))
+    scale, shift = target_transform(settings, np.asarray(train["label"]))
+    model = build_model(settings.model, tokenizer, settings.training.head, scale, shift)
+    freeze_lower_layers(model, settings.training.freeze_embeddings, settings.training.freeze_layers)
+    return tokenizer, model, (scale, shift)
+
+
 def run_training(
     settings: TrialSettings,
     splits: DatasetDict,
@@ -483,16 +495,13 @@ def run_training(
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     datasets.disable_progress_bars()
-    # 2. Tokenize; the tiny test model builds its vocabulary from the training text.
+    # 2. Tokenizer and model (the tiny test model builds its vocabulary from the training text).
     train, validation = splits["train"], splits["validation"]
-    tokenizer = load_tokenizer(settings.model, list(train["sentence1"]) + list(train["sentence2"]))
+    tokenizer, model, (scale, shift) = trial_model(settings, train)
     arch, max_len = settings.model.architecture, settings.model.max_length
     train_enc = encode(train, tokenizer, arch, max_len)
     validation_enc = encode(validation, tokenizer, arch, max_len)
-    # 3. Model with its target scale, then the Trainer.
-    scale, shift = target_transform(settings, np.asarray(train["label"]))
-    model = build_model(settings.model, tokenizer, settings.training.head, scale, shift)
-    freeze_lower_layers(model, settings.training.freeze_embeddings, settings.training.freeze_layers)
+    # 3. The Trainer.
     fidelity = Fidelity.of(settings.training, len(train))
     scale_free = settings.training.loss in SCALE_FREE_LOSSES  # its score map is fitted: STSTrainer
     callbacks: list[TrainerCallback] = [
