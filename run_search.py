@@ -232,8 +232,7 @@ def build_experiment(args: argparse.Namespace) -> Any:
                 )
     if problems:
         raise ConfigError("\n".join(problems))
-    resources = hardware.resolve_resources(exp.search.cpus_per_trial, exp.search.gpus_per_trial, cpus, gpus)
-    exp.search.cpus_per_trial, exp.search.gpus_per_trial = resources.cpus, resources.gpus
+    resources = hardware.apply_resources(exp.search, cpus, gpus)
     args.machine = (cpus, resources.reason)  # for the precision and fidelity plan (run)
     if Path(exp.experiment_dir).exists():
         raise ConfigError(

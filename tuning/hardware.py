@@ -250,6 +250,21 @@ def resolve_resources(cpus_per_trial: Any, gpus_per_trial: Any, cpus: int, gpus:
     return Resources(float(cpus_per_trial), float(gpus_per_trial), reason)
 
 
+def this_machine() -> tuple[int, int]:
+    """CPU cores this process may use and the CUDA GPUs torch sees."""
+    return cpu_count(), torch.cuda.device_count()
+
+
+def apply_resources(search: Any, cpus: int | None = None, gpus: int = 0) -> Resources:
+    """Replace ``auto`` in ``search``'s per-trial requests (a ``SearchConfig``), in place, for a
+    machine of ``cpus`` cores and ``gpus`` GPUs (default: this one); returns what was chosen."""
+    if cpus is None:
+        cpus, gpus = this_machine()
+    chosen = resolve_resources(search.cpus_per_trial, search.gpus_per_trial, cpus, gpus)
+    search.cpus_per_trial, search.gpus_per_trial = chosen.cpus, chosen.gpus
+    return chosen
+
+
 @dataclass(frozen=True)
 class Throughput:
     """One trial's speed on this machine, measured with the real model and settings."""

@@ -92,18 +92,12 @@ def normalize(config: dict[str, Any]) -> dict[str, Any]:
 def threads(resources: dict[str, Any]) -> int:
     """Torch threads of a trial: the CPUs it asked for (at least 1); ``auto`` (a config built
     without the driver) is resolved from this machine, as the driver would."""
-    from tuning.hardware import cpu_count, resolve_resources
+    from tuning.hardware import resolve_resources, this_machine
 
     cpus, gpus = resources.get("cpus", 1), resources.get("gpus", 0)
     if cpus == "auto":
-        cpus = resolve_resources(cpus, gpus, cpu_count(), torch_gpus()).cpus
+        cpus = resolve_resources(cpus, gpus, *this_machine()).cpus
     return max(1, int(cpus))
-
-
-def torch_gpus() -> int:
-    import torch
-
-    return torch.cuda.device_count()
 
 
 @dataclass

@@ -62,9 +62,7 @@ def resolve_auto(exp: ExperimentConfig, like: ExperimentConfig | None = None) ->
     given (a ``compare`` method's sub-experiment takes its parent's), else resources from this
     machine."""
     from tuning import hardware
-    from tuning.config import gpu_names
 
-    search = exp.search
     if like is not None:
         for section, name in (
             ("search", "cpus_per_trial"),
@@ -73,9 +71,5 @@ def resolve_auto(exp: ExperimentConfig, like: ExperimentConfig | None = None) ->
         ):
             if getattr(getattr(exp, section), name) == hardware.AUTO:
                 setattr(getattr(exp, section), name, getattr(getattr(like, section), name))
-    if hardware.AUTO in (search.cpus_per_trial, search.gpus_per_trial):
-        resources = hardware.resolve_resources(
-            search.cpus_per_trial, search.gpus_per_trial, hardware.cpu_count(), len(gpu_names())
-        )
-        search.cpus_per_trial, search.gpus_per_trial = resources.cpus, resources.gpus
+    hardware.apply_resources(exp.search)  # what is still `auto`, from this machine
     # A precision left `auto` is resolved by each trial on the machine it trains on.
