@@ -220,8 +220,9 @@ class Resources:
     reason: str
 
 
-# CPU threads of a CPU-only trial at most: a small encoder scales poorly past a few threads, so
-# more trials side by side use the cores better (and give ASHA more trials per rung).
+# CPU threads of a CPU-only trial at most: more trials side by side give ASHA more trials per
+# rung, and intra-op threads of a small encoder are expected to scale sub-linearly. A choice, not
+# a measurement: only 2-core machines were available (issue 24).
 MAX_CPU_TRIAL_THREADS = 4
 # CPU threads that feed one GPU trial at most (tokenized batches are cheap to collate).
 MAX_GPU_TRIAL_THREADS = 8
