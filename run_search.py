@@ -438,12 +438,12 @@ class StopSignals:
             signal.signal(signum, self.handle)
 
     def handle(self, signum: int, frame: Any) -> None:
-        from tuning.methods._stage import STOP_REQUESTED
+        from tuning.methods import request_stop
 
         if self.signum is not None:
             raise KeyboardInterrupt  # the second signal: stop now, skipping Tune's last save
         self.signum = signum
-        STOP_REQUESTED.set()
+        request_stop()
         print(
             f"\n[run_search] {signal.Signals(signum).name}: stopping the search (saving its state); "
             "send it again to stop at once.",
@@ -484,9 +484,7 @@ def search(args: argparse.Namespace, exp: Any, splits: Any, meta: Any, started: 
         import ray
 
         from tuning import ray_session, store
-        from tuning.methods import StageInterrupted, run_method
-        from tuning.methods._progress import quiet_ray
-        from tuning.methods._stage import STOP_REQUESTED
+        from tuning.methods import StageInterrupted, quiet_ray, run_method, stop_requested
 
         quiet_ray(exp_dir / store.RAY_LOG_FILE)  # Ray's notices (e.g. snapshot timings) go to a file
         # On an existing cluster, this checkout's packages travel with the job (Ray's py_modules):
@@ -521,7 +519,7 @@ def search(args: argparse.Namespace, exp: Any, splits: Any, meta: Any, started: 
                 ray.shutdown()
                 if temp_dir:
                     ray_session.forget(exp_dir)  # shut down cleanly: nothing is left to stop
-        interrupted = STOP_REQUESTED.is_set()
+        interrupted = stop_requested()
     except KeyboardInterrupt:
         interrupted = True
     except SystemExit as err:  # ray.init's own SIGTERM handler, while Ray starts: sys.exit(15)
@@ -566,11 +564,14 @@ def stop_old_ray(exp_dir: Path) -> Path:
 
 def conclude(exp: Any, splits: Any, meta: Any, started: float) -> int:
     """Score the winners on the test split(s), export the best, write the report."""
+    import numpy as np
     import torch
 
     from reports import write_report
     from tuning import store
+    from tuning.control import control
     from tuning.hardware import cpu_count
+    from tuning.ranking import control_trial
     from tuning.trial_config import TrialSettings, trial_config
     from tuning.winners import export_best, prune_checkpoints, score_winners, untuned_start
 
@@ -582,9 +583,14 @@ def conclude(exp: Any, splits: Any, meta: Any, started: float) -> int:
     if record.trials and len(failed) == len(record.trials):
         return all_failed(exp_dir, failed, meta, started)
     tests = [s for s in splits if s not in ("train", "validation")]
-    print(f"[run_search] scoring the top {exp.search.top_k} (and any seed repeats) on {tests}", flush=True)
-    scores = score_winners(record, splits, metric, exp.search.top_k)
+    recipe = control_trial(record)
+    also = " and the recipe's trial" if recipe else ""
+    print(f"[run_search] scoring the top {exp.search.top_k} (any seed repeats{also}) on {tests}", flush=True)
+    predictions: dict[tuple[str, str], dict[str, Any]] = {}
+    scores = score_winners(record, splits, metric, exp.search.top_k, recipe, predictions)
     store.write_scores(exp_dir, scores)
+    labels = {name: np.asarray(splits[name]["label"]) for name in ("validation", *tests)}
+    meta.control = control(record, scores, predictions, labels, recipe, seed=exp.search.seed)
     if meta.untuned is None:
         meta.untuned = untuned_start(TrialSettings.from_dict(trial_config(exp)), splits)
     freed = prune_checkpoints(record, scores, metric)

@@ -14,12 +14,11 @@ from reports.figures import (
     importance_chart,
     learning_curves,
     pareto_scatter,
-    recipe_trials,
 )
 from reports.importance import experiment_importances
 from reports.render import render
 from reports.summary import method_rows
-from tuning.ranking import pareto_front, to_rows
+from tuning.ranking import pareto_front, recipe_trials, to_rows
 from tuning.store import BEST_MODEL_DIR, REPORT_FILE, ExperimentRecord, measure, read_experiment
 
 __all__ = ["read_experiment", "render", "report_with_problems", "write_report"]

@@ -14,8 +14,7 @@ from typing import Any
 from reports.importance import METRICS, Importance
 from tuning.metrics import MODES
 from tuning.ranking import Row, ranked
-from tuning.store import ExperimentRecord, TrialRecord, TrialStatus
-from tuning.trial_config import trial_value
+from tuning.store import TrialRecord, TrialStatus
 
 COMPARE_PNG = "compare.png"
 CURVES_PNG = "learning_curves.png"
@@ -170,40 +169,6 @@ def _draw_stage(
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.ticklabel_format(axis="y", useOffset=False)
     ax.grid(alpha=0.3)
-
-
-def recipe_trials(record: ExperimentRecord) -> dict[str, str]:
-    """Stage -> the trial that ran the recipe: with ``search.start_from_recipe`` an Optuna stage's
-    first trial is the fixed config's value of every searched hyperparameter (a staged method's
-    carried values included), enqueued before sampling. Found by those values, so a stage whose
-    recipe lay outside its space (not enqueued) has none."""
-    config = record.meta.config
-    if not (config.get("search") or {}).get("start_from_recipe"):
-        return {}
-    out = {}
-    for stage in record.stages:
-        if not stage.searcher.startswith("optuna") or not stage.searched:
-            continue
-        try:
-            point = {
-                k: stage.carried[k].value if k in stage.carried else trial_value(config, k)
-                for k in stage.searched
-            }
-        except KeyError:  # a searched key this version does not know
-            continue
-        same = [t.trial_id for t in record.stage_trials(stage.stage) if _same_values(t.params, point)]
-        if same:
-            out[stage.stage] = min(same)
-    return out
-
-
-def _same_values(params: dict[str, Any], point: dict[str, Any]) -> bool:
-    def same(a: Any, b: Any) -> bool:
-        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-            return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-        return a == b
-
-    return all(k in params and same(params[k], v) for k, v in point.items())
 
 
 def pareto_scatter(rows: list[Row], front: list[Row], folder: str | Path) -> str | None:

@@ -14,7 +14,7 @@ from reports.importance import EVALUATOR, METRICS, Importance, domain_text, expe
 from reports.stages import compare_section, seeds_section, stages_section
 from reports.tables import STATUS_TEXT, fmt, human, ranking_table, table
 from tuning.ranking import Row, pareto_front, rank, to_rows
-from tuning.store import ExperimentRecord, MachinePlan, TestScore, Untuned, portable
+from tuning.store import Control, ExperimentRecord, Gap, MachinePlan, TestScore, Untuned, portable
 
 
 def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
@@ -31,7 +31,7 @@ def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
     out += seeds_section(exp)
     if len(exp.stages) > 1:
         out += stages_section(exp, rows)
-    out += rankings_section(rows, params, figures)  # 4. every trial, ranked
+    out += rankings_section(rows, params, figures, exp)  # 4. every trial, ranked
     out += importance_section(exp, importances, figures)  # 5. why: importance, learning curves
     out += curves_section(figures)
     tb = exp.meta.tensorboard_dir
@@ -96,6 +96,15 @@ def summary_section(exp: ExperimentRecord, rows: list[Row], importances: list[Im
     top = _top(exp)
     if meta.untuned and best_p and best_p.metrics:
         out.append(untuned_line(meta.untuned, best_p.metrics["pearson"], top[0] if top else None))
+    if meta.control:
+        out.append(recipe_line(meta.control))
+        tied = tied_with_winner(meta.control)
+        if tied:
+            out.append(
+                f"- Within noise on validation: `{meta.control.winner}` and {', '.join(f'`{t}`' for t in tied)} "
+                "(paired bootstrap, see the ranking): the search cannot tell them apart; the exported "
+                f"`{meta.control.winner}` is the first by validation {exp.metric}, not a clear best."
+            )
     out += budget_lines(exp)
     out += machine_lines(meta.hardware)
     decisive = [
@@ -152,10 +161,21 @@ def test_scores_section(exp: ExperimentRecord) -> list[str]:
     return out
 
 
-def rankings_section(rows: list[Row], params: list[str], figures: dict[str, str]) -> list[str]:
-    """Every trial ranked by validation F1 and by Pearson, and the Pareto front of the two."""
-    out = ["## Ranking by validation F1", "", ranking_table(rows, "f1", params), ""]
-    out += ["## Ranking by validation Pearson", "", ranking_table(rows, "pearson", params), ""]
+def rankings_section(
+    rows: list[Row], params: list[str], figures: dict[str, str], exp: ExperimentRecord
+) -> list[str]:
+    """Every trial ranked by validation F1 and by Pearson (each with its budget and interval),
+    whether the top trials are apart beyond noise, and the Pareto front of the two metrics."""
+    n = exp.meta.data_sizes.get("validation")
+    out = ["## Ranking by validation F1", "", ranking_table(rows, "f1", params, n), ""]
+    out += ["## Ranking by validation Pearson", "", ranking_table(rows, "pearson", params, n), ""]
+    out += [
+        "`pairs`: training pairs the kept checkpoint had seen (trials stopped early ran on less: their "
+        f"scores are not comparable at equal budget). `pearson 95% CI`: Fisher's z over the {n or '?'} "
+        "validation pairs, each trial on its own; the paired comparison of the top trials is below.",
+        "",
+    ]
+    out += noise_lines(exp.meta.control)
     front = pareto_front(rows)
     if front:
         out += [
@@ -231,6 +251,67 @@ def untuned_line(untuned: Untuned, best: float, winner: TestScore | None = None)
     return f"- Untuned start ({untuned.what}), Pearson, winner vs untuned: {shown}: **{verdict}**."
 
 
+VERDICT_TEXT = {"better": "better", "tied": "tied (within noise)", "worse": "worse"}
+
+
+def gap_text(gap: Gap) -> str:
+    """``0.8182 vs 0.8100 (+0.0082, 95% CI +0.0021 to +0.0143)``."""
+    return f"{fmt(gap.model)} vs {fmt(gap.other)} ({gap.gap:+.4f}, 95% CI {gap.low:+.4f} to {gap.high:+.4f})"
+
+
+def recipe_line(control: Control) -> str:
+    """The winner against the recipe trained to the same budget, per held-out split, with a
+    paired bootstrap interval and one verdict each; or why there is no such comparison."""
+    if control.recipe is None:
+        return f"- Recipe control: none, {control.note}."
+    budget = (
+        f"recipe trained {control.recipe_pairs:,} pairs, the winner {control.winner_pairs:,}"
+        if control.recipe_pairs is not None and control.winner_pairs is not None
+        else "budgets unknown"
+    )
+    what = ", ".join(f"{k}={fmt(v)}" for k, v in control.recipe_params.items()) or "the fixed configuration"
+    if control.recipe == control.winner:
+        return (
+            f"- Recipe control: the recipe's own trial `{control.recipe}` ({what}) is the winner: the "
+            "search found nothing better on validation."
+        )
+    splits = "; ".join(
+        f"{split} {gap_text(gap)}: **{VERDICT_TEXT[gap.verdict]}**" for split, gap in control.held_out.items()
+    )
+    return (
+        f"- Winner vs the recipe (`{control.recipe}`: {what}; never stopped early, it is the search's "
+        f"control; {budget}), Pearson on held-out pairs, paired bootstrap over {control.resamples} "
+        f"resamples: {splits or 'no held-out split was scored'}."
+    )
+
+
+def tied_with_winner(control: Control | None) -> list[str]:
+    """The scored top trials the winner does not beat beyond noise on validation."""
+    return [name for name, gap in (control.runners_up if control else {}).items() if gap.verdict != "better"]
+
+
+def noise_lines(control: Control | None) -> list[str]:
+    """The winner against each other scored top trial on validation, paired bootstrap."""
+    if not control or not control.runners_up:
+        return []
+    out = [
+        f"The winner `{control.winner}` against the other top trials on the same validation pairs "
+        f"(Pearson, paired bootstrap 95% interval over {control.resamples} resamples):",
+        "",
+    ]
+    out += [
+        f"- vs `{name}`: {gap_text(gap)}: {VERDICT_TEXT[gap.verdict]}"
+        for name, gap in control.runners_up.items()
+    ]
+    tied = tied_with_winner(control)
+    verdict = (
+        f"The top {len(tied) + 1} are within noise of each other: the ranking among them is not a finding."
+        if tied
+        else "The winner leads every other top trial beyond noise."
+    )
+    return [*out, "", verdict, ""]
+
+
 def budget_lines(exp: ExperimentRecord) -> list[str]:
     """How the search spent its budget: ASHA's rungs in training pairs, and the time budget."""
     out = []
@@ -296,7 +377,7 @@ def importance_section(
         out += [
             f"### Importance in {imp.stage}",
             "",
-            f"{imp.trials} trials; compared with all of them: {compared}.{caution}",
+            f"{imp.trials} trials{budget_spread(exp, imp.stage)}; compared with all of them: {compared}.{caution}",
             "",
             table(
                 ["hyperparameter", "searched", *[f"importance for {m}" for m in METRICS], "stage winner"],
@@ -311,6 +392,18 @@ def importance_section(
     if figures.get("importance"):
         out += [f"![Hyperparameter importance]({figures['importance']})", ""]
     return out
+
+
+def budget_spread(exp: ExperimentRecord, stage: str) -> str:
+    """`` at budgets of 64–1,024 training pairs (median 128)``: what the stage's trials' kept
+    checkpoints had seen, so an importance resting on short trials says so."""
+    pairs = sorted(r.pairs for r in to_rows(exp.stage_trials(stage), exp.metric) if r.pairs is not None)
+    if not pairs:
+        return ""
+    median = pairs[len(pairs) // 2]
+    if pairs[0] == pairs[-1]:
+        return f" at one budget, {median:,} training pairs"
+    return f" at budgets of {pairs[0]:,}–{pairs[-1]:,} training pairs (median {median:,})"
 
 
 def tensorboard_section(tb: str | None, name: str = "<name>") -> list[str]:

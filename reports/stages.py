@@ -34,7 +34,8 @@ def stages_section(exp: ExperimentRecord, rows: list[Row]) -> list[str]:
                 f"- Winner: `{name}/{winner.trial_id}` ({winner.metric} {fmt(winner.value)}): {shown}."
             )
         stage_rows = [r for r in rows if r.stage == name]
-        out += ["", ranking_table(stage_rows, stage.metric, stage.searched), ""]
+        pairs = exp.meta.data_sizes.get("validation")
+        out += ["", ranking_table(stage_rows, stage.metric, stage.searched, pairs), ""]
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from tuning.ranking import METRIC_COLUMNS, Row, rank
@@ -66,16 +67,29 @@ def status(row: Row) -> str:
     return text
 
 
-def ranking_table(rows: list[Row], by: str, params: list[str]) -> str:
-    """Rows best first by ``by``, one column per searched hyperparameter and metric."""
-    header = ["rank", "trial", *params, "best epoch", *METRIC_COLUMNS, "status"]
+def pearson_interval(r: float, n: int | None) -> str:
+    """The 95% interval of a Pearson ``r`` measured on ``n`` pairs (Fisher's z), as ``lo–hi``;
+    ``-`` when ``n`` is unknown or too small."""
+    if n is None or n <= 3 or not -1 < r < 1:
+        return "-"
+    z, half = math.atanh(r), 1.96 / math.sqrt(n - 3)
+    return f"{math.tanh(z - half):.3f}–{math.tanh(z + half):.3f}"
+
+
+def ranking_table(rows: list[Row], by: str, params: list[str], validation_pairs: int | None = None) -> str:
+    """Rows best first by ``by``, one column per searched hyperparameter and metric, with each
+    trial's budget (training pairs its kept checkpoint had seen) and its Pearson's 95% interval
+    on the ``validation_pairs`` pairs it was measured on."""
+    header = ["rank", "trial", *params, "best epoch", "pairs", *METRIC_COLUMNS, "pearson 95% CI", "status"]
     body = [
         [
             i,
             f"{r.stage}/{r.trial_id}",
             *[r.params.get(p, "") for p in params],
             r.best_epoch if r.best_epoch is not None else "-",
+            f"{r.pairs:,}" if r.pairs is not None else "-",
             *[r.metrics.get(m, "-") for m in METRIC_COLUMNS],
+            pearson_interval(r.metrics["pearson"], validation_pairs) if "pearson" in r.metrics else "-",
             status(r),
         ]
         for i, r in enumerate(rank(rows, by), start=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,24 @@ import pytest
 from tuning.config import SHARED_ENV, DataConfig, shared_dir
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _worker_temp_dir() -> None:
+    """Under pytest-xdist (``make test`` runs files on several workers) each worker gets its own
+    temp folder, inherited by every process a test starts: Ray's sessions then live under
+    ``<tmp>/kt-<worker>/klue-tune-ray``, so a search on one worker, sweeping the dead sessions it
+    finds (``ray_session.sweep``), never stops the processes another worker's test killed a driver
+    to leave behind. The name stays short: Ray's socket paths must fit in 107 bytes."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return
+    folder = Path(tempfile.gettempdir(), f"kt-{worker}")
+    folder.mkdir(exist_ok=True)
+    os.environ["TMPDIR"] = str(folder)
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+
+
+_worker_temp_dir()
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +80,34 @@ def start_cli(*args: str, cwd: Path = REPO) -> subprocess.Popen[str]:  # noqa: F
         start_new_session=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+
+
+def run_main(*args: str) -> subprocess.CompletedProcess[str]:  # noqa: F821
+    """``run_search.main(args)`` in this process: its exit status, stdout and stderr, as
+    :func:`run_cli` gives them from a fresh interpreter. For refusals, where nothing starts: the
+    imports (seconds) are paid once per test process, not once per case. The signal handlers and
+    environment variables ``main`` sets are put back; an exception it lets escape fails the test,
+    as its traceback would show at a user."""
+    import contextlib
+    import io
+    import signal
+    import subprocess
+
+    import run_search
+
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    environ = dict(os.environ)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                rc = run_search.main(list(args))
+            except SystemExit as exit_:  # argparse's refusals
+                rc = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        os.environ.clear()
+        os.environ.update(environ)
+        run_search.STOP.signum = None
+    return subprocess.CompletedProcess(["run_search.py", *args], rc, out.getvalue(), err.getvalue())

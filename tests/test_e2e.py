@@ -9,7 +9,7 @@ import pytest
 
 from reports import read_experiment
 from reports.tables import fmt
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, run_main
 from tuning.model import STSModel, predict
 
 pytestmark = pytest.mark.e2e
@@ -63,6 +63,31 @@ def test_smoke_search_saves_the_reproducibility_record(smoke_run):
         assert shown in report
 
 
+def test_the_recipe_trains_to_the_end_as_the_control_and_the_report_compares_with_it(smoke_run):
+    record = read_experiment(smoke_run)
+    control = record.meta.control
+    assert control is not None and control.recipe is not None, control
+    stage, trial_id = control.recipe.split("/")
+    (recipe,) = [t for t in record.trials if t.trial_id == trial_id]
+    assert recipe.status == "finished"  # never stopped early by ASHA
+    assert recipe.params == {
+        "batch_size": 16,
+        "learning_rate": 5e-5,
+        "warmup_ratio": 0.1,
+        "weight_decay": 0.0,
+    }
+    assert control.winner == f"{record.test_scores[0].stage}/{record.test_scores[0].trial_id}"
+    assert len(control.runners_up) == 1  # top_k 2 in a smoke test: the winner and one other
+    report = (smoke_run / "report.md").read_text(encoding="utf-8")
+    if control.recipe == control.winner:
+        assert f"- Recipe control: the recipe's own trial `{control.recipe}`" in report
+    else:
+        assert set(control.held_out) == {"test", "korsts_dev_heldout", "klue_dev"}
+        assert f"- Winner vs the recipe (`{control.recipe}`" in report and "95% CI" in report
+    scored = {(s.stage, s.trial_id): s.role for s in record.test_scores}
+    assert scored.get((stage, trial_id)) in ("top", "recipe")
+
+
 def test_best_model_loads_and_scores_a_pair(smoke_run):
     model = STSModel.from_pretrained(smoke_run / "best_model")
     from transformers import AutoTokenizer
@@ -77,7 +102,7 @@ def test_best_model_loads_and_scores_a_pair(smoke_run):
 def test_report_is_rebuilt_from_storage_alone(smoke_run):
     before = (smoke_run / "report.md").read_text(encoding="utf-8")
     (smoke_run / "report.md").unlink()
-    proc = run_cli("report", str(smoke_run))
+    proc = run_main("report", str(smoke_run))
     assert proc.returncode == 0, proc.stderr
     assert (smoke_run / "report.md").read_text(encoding="utf-8") == before
 
@@ -90,7 +115,7 @@ def _assert_user_error(proc, *needles: str) -> None:
 
 
 def test_unknown_method_is_one_clear_message(tmp_path):
-    proc = run_cli("--method", "bayes", "--storage", str(tmp_path))
+    proc = run_main("--method", "bayes", "--storage", str(tmp_path))
     _assert_user_error(proc, "--method must be one of", "'optuna'", "'bayes'")
 
 
@@ -100,7 +125,7 @@ def test_bad_search_space_file_lists_every_problem(tmp_path):
         "training:\n  learning_rat: 1.0e-5\n  batch_size: lots\n"
         "space:\n  learning_rate: {type: loguniform, low: 1.0e-3, high: 1.0e-5}\n  dropout: 0.1\n"
     )
-    proc = run_cli("--space", str(space), "--storage", str(tmp_path))
+    proc = run_main("--space", str(space), "--storage", str(tmp_path))
     _assert_user_error(proc, "learning_rat", "batch_size must be a number", str(space))
 
 
@@ -109,7 +134,7 @@ def test_bad_search_space_range_is_refused(tmp_path):
     space.write_text(
         "model: {name_or_path: 'builtin:tiny'}\nspace:\n  learning_rate: {type: loguniform, low: 1.0e-3, high: 1.0e-5}\n  dropout: 0.1\n"
     )
-    proc = run_cli("--space", str(space), "--storage", str(tmp_path), "--data", "korsts")
+    proc = run_main("--space", str(space), "--storage", str(tmp_path), "--data", "korsts")
     _assert_user_error(proc, "`low <= high` must hold", "unknown hyperparameter 'dropout'")
 
 
@@ -161,7 +186,7 @@ def test_a_moved_experiment_shows_no_machine_path(smoke_run, tmp_path, shared):
 
     moved = tmp_path / "elsewhere" / "smoke-moved"
     shutil.copytree(smoke_run, moved)
-    proc = run_cli("report", str(moved))
+    proc = run_main("report", str(moved))
     assert proc.returncode == 0, proc.stderr[-2000:]
     machine_paths = [str(smoke_run.parent), str(tmp_path), str(REPO), str(shared), str(Path.home())]
     texts = {

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from reports import read_experiment
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, run_main
 from tuning.methods import METHODS
 from tuning.metrics import METRICS
 from tuning.serving import ServedModel
@@ -114,6 +114,12 @@ def test_method_scores_its_winner_on_every_test_split(method_run, method):
     )
     for metrics in winner["test"].values():
         assert set(metrics) == set(METRICS) and all(math.isfinite(v) for v in metrics.values())
+    # Every method says how its winner compares with the recipe, or why it cannot.
+    control = json.loads((exp / "experiment.json").read_text())["control"]
+    assert control["winner"] == f"{best['stage']}/{best['trial_id']}"
+    assert control["recipe"] or control["note"], control
+    for gap in control["held_out"].values():
+        assert gap["low"] <= gap["high"] and gap["pairs"] > 0
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
@@ -128,7 +134,7 @@ def test_method_report_is_rebuilt_identically_from_storage(method_run, method):
     report = method_run(method) / "report.md"
     before = report.read_text(encoding="utf-8")
     report.unlink()
-    proc = run_cli("report", str(report.parent))
+    proc = run_main("report", str(report.parent))
     assert proc.returncode == 0, proc.stderr
     assert report.read_text(encoding="utf-8") == before
 

@@ -16,11 +16,10 @@ from reports.figures import (
     importance_chart,
     learning_curves,
     pareto_scatter,
-    recipe_trials,
 )
 from reports.importance import Importance
 from reports.tables import human
-from tuning.ranking import pareto_front, to_rows
+from tuning.ranking import pareto_front, recipe_trials, to_rows
 from tuning.store import (
     Carried,
     DiskUsage,

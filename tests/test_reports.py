@@ -88,16 +88,18 @@ TRIALS = [
 def test_render_has_both_rankings_with_status_and_error() -> None:
     md = render(experiment_record(TRIALS))
     assert md.startswith("# Tuning report: demo\n")
-    header = ["rank", "trial", "learning_rate", "best epoch", "pearson", "f1", "spearman", "mse", "status"]
+    header = ["rank", "trial", "learning_rate", "best epoch", "pairs", "pearson", "f1", "spearman", "mse"]
+    header += ["pearson 95% CI", "status"]
     by_f1 = table_after(md, "## Ranking by validation F1")
     by_pearson = table_after(md, "## Ranking by validation Pearson")
     assert by_f1[0] == by_pearson[0] == header
     assert [r[1] for r in by_f1[1:]] == ["optuna/bbbb", "optuna/aaaa", "optuna/cccc"]
     assert [r[1] for r in by_pearson[1:]] == ["optuna/aaaa", "optuna/bbbb", "optuna/cccc"]
     # Each trial shows its best epoch by the search metric (pearson): aaaa's is epoch 2.
-    assert by_pearson[1] == ["1", "optuna/aaaa", "1e-05", "2", "0.8", "0.65", "-", "-", "finished"]
+    # No budget in pairs in these hand-written reports, no validation size: no interval either.
+    assert by_pearson[1] == ["1", "optuna/aaaa", "1e-05", "2", "-", "0.8", "0.65", "-", "-", "-", "finished"]
     assert by_pearson[2][-1] == "stopped by ASHA after 1/3 epochs"
-    assert by_pearson[3][3:8] == ["-", "-", "-", "-", "-"]
+    assert by_pearson[3][3:10] == ["-", "-", "-", "-", "-", "-", "-"]
     assert by_pearson[3][-1] == "failed, retried 2x from checkpoint: RuntimeError: CUDA out of memory."
 
 

@@ -446,7 +446,10 @@ def plan_fidelity(
         return pairs * train_s + max(1, round(pairs / report_pairs)) * eval_s
 
     trial_s = training.num_epochs * (n_train * train_s + per_epoch * eval_s)
-    scoring_s = (search.top_k + 1) * test_pairs / throughput.eval_pairs_s
+    # The top-k, the recipe's trial (the control) and the untuned model on the test splits; the
+    # top-k and the recipe on validation too (the paired comparisons, ``tuning.control``).
+    scored = search.top_k + int(search.start_from_recipe)
+    scoring_s = ((scored + 1) * test_pairs + scored * n_val) / throughput.eval_pairs_s
     few = min(search.num_samples, 2 * concurrent)
     waves = math.ceil(few / concurrent)
     budget = search.time_budget

@@ -7,11 +7,13 @@ shows the same order.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from tuning.metrics import MODES
 from tuning.store import ExperimentRecord, TrialRecord, TrialStatus, epoch_number
+from tuning.trial_config import trial_value
 
 METRIC_COLUMNS = ("pearson", "f1", "spearman", "mse")
 
@@ -30,6 +32,8 @@ class Row:
     status: TrialStatus
     error: str | None = None
     retries: int = 0
+    pairs: int | None = None
+    """Training pairs the kept checkpoint had seen: the budget its metrics were reached with."""
 
 
 def to_rows(trials: list[TrialRecord], metric: str = "pearson") -> list[Row]:
@@ -44,6 +48,7 @@ def to_rows(trials: list[TrialRecord], metric: str = "pearson") -> list[Row]:
                 params=t.params,
                 best_epoch=epoch_number(best["epoch"]) if best else None,
                 metrics={k: float(best[k]) for k in METRIC_COLUMNS if best and best.get(k) is not None},
+                pairs=int(best["pairs"]) if best and best.get("pairs") is not None else None,
                 epochs_run=epoch_number(t.epochs[-1]["epoch"]) if t.epochs else 0,
                 planned_epochs=t.planned_epochs,
                 status=t.status,
@@ -94,3 +99,47 @@ def pareto_front(rows: list[Row], metrics: tuple[str, str] = ("pearson", "f1")) 
         )
     ]
     return rank(front, a)
+
+
+def recipe_trials(record: ExperimentRecord) -> dict[str, str]:
+    """Stage -> the trial that ran the recipe: with ``search.start_from_recipe`` an Optuna stage's
+    first trial is the fixed config's value of every searched hyperparameter (a staged method's
+    carried values included), enqueued before sampling. Found by those values, so a stage whose
+    recipe lay outside its space (not enqueued) has none."""
+    config = record.meta.config
+    if not (config.get("search") or {}).get("start_from_recipe"):
+        return {}
+    out = {}
+    for stage in record.stages:
+        if not stage.searcher.startswith("optuna") or not stage.searched:
+            continue
+        try:
+            point = {
+                k: stage.carried[k].value if k in stage.carried else trial_value(config, k)
+                for k in stage.searched
+            }
+        except KeyError:  # a searched key this version does not know
+            continue
+        same = [t.trial_id for t in record.stage_trials(stage.stage) if _same_values(t.params, point)]
+        if same:
+            out[stage.stage] = min(same)
+    return out
+
+
+def _same_values(params: dict[str, Any], point: dict[str, Any]) -> bool:
+    def same(a: Any, b: Any) -> bool:
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+            return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+        return a == b
+
+    return all(k in params and same(params[k], v) for k, v in point.items())
+
+
+def control_trial(record: ExperimentRecord) -> tuple[str, str] | None:
+    """(stage, trial id) of the search's control: the recipe's trial of the first stage that ran
+    one with nothing carried into it (a later stage's "recipe" holds earlier winners' values)."""
+    recipes = recipe_trials(record)
+    for stage in record.stages:
+        if stage.stage in recipes and not stage.carried:
+            return stage.stage, recipes[stage.stage]
+    return None

@@ -227,6 +227,51 @@ class Untuned(Record):
     test: dict[str, dict[str, float]] = {}
 
 
+Verdict = Literal["better", "tied", "worse"]
+
+
+class Gap(Record):
+    """One model's Pearson minus another's on the same pairs, with a paired bootstrap 95%
+    interval: the pairs are resampled together for both, so what they share cancels."""
+
+    model: float
+    """Pearson of the model compared (the winner)."""
+    other: float
+    """Pearson of the one it is compared with (the recipe, a runner-up)."""
+    gap: float
+    low: float
+    high: float
+    pairs: int
+    """Pairs scored (and resampled)."""
+
+    @property
+    def verdict(self) -> Verdict:
+        """``better`` or ``worse`` when the interval excludes 0, else ``tied`` (within noise)."""
+        return "better" if self.low > 0 else "worse" if self.high < 0 else "tied"
+
+
+class Control(Record):
+    """The winner against the profile's recipe, trained to the same budget inside the search (its
+    trial is never stopped early: ``tuning.methods._stage.ControlASHA``), on every held-out
+    split; and against the runners-up on validation. Written by ``tuning.control``."""
+
+    winner: str
+    """``stage/trial_id`` of the exported winner."""
+    winner_pairs: int | None = None
+    """Training pairs the winner's scored checkpoint had seen."""
+    recipe: str | None = None
+    """``stage/trial_id`` of the recipe's trial; ``None``: this search ran no recipe (see ``note``)."""
+    recipe_params: dict[str, Any] = {}
+    recipe_pairs: int | None = None
+    resamples: int = 0
+    held_out: dict[str, Gap] = {}
+    """Held-out split -> the winner minus the recipe."""
+    runners_up: dict[str, Gap] = {}
+    """``stage/trial_id`` of each other scored top trial -> validation: the winner minus it."""
+    note: str = ""
+    """Why there is no recipe comparison, when there is none."""
+
+
 class MachinePlan(Record):
     """What the driver resolved from this machine before the search (``tuning.hardware``)."""
 
@@ -271,6 +316,8 @@ class ExperimentMeta(Record):
     ray_resources: dict[str, float] | None = None
     search_wall_time_s: float | None = None
     untuned: Untuned | None = None
+    control: Control | None = None
+    """The winner against the recipe and the runners-up (paired bootstrap intervals)."""
     best_model: str | None = None
     wall_time_s: float | None = None
     finished: bool = False
@@ -293,8 +340,9 @@ class TestScore(Record):
     validation: dict[str, float]
     checkpoint: str = ""
     test: dict[str, dict[str, float]]
-    role: Literal["top", "seeds"] = "top"
-    """``top``: one of the best ``top_k``; ``seeds``: a trial of a seed-repeat stage."""
+    role: Literal["top", "seeds", "recipe"] = "top"
+    """``top``: one of the best ``top_k``; ``seeds``: a trial of a seed-repeat stage; ``recipe``:
+    the recipe's trial, scored as the search's control (when not among the top)."""
 
 
 class CompareEntry(Record):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 from datasets import DatasetDict
 
 from tuning import store
@@ -22,6 +23,8 @@ from tuning.store import (
 )
 from tuning.trial_config import TrialSettings
 
+Role = Literal["top", "seeds", "recipe"]
+
 
 def test_splits(splits: DatasetDict) -> list[str]:
     """Splits scored only for winners: everything but train and validation."""
@@ -37,21 +40,30 @@ def load_checkpoint(folder: str) -> tuple[STSModel, Any]:
     return STSModel.from_checkpoint(folder), load_saved_tokenizer(folder, CHECKPOINT_FIX)
 
 
-def score_trial(trial: TrialRecord, splits: DatasetDict, metric: str, role: str = "top") -> TestScore | None:
+def score_trial(
+    trial: TrialRecord,
+    splits: DatasetDict,
+    metric: str,
+    role: Role = "top",
+    predictions: dict[tuple[str, str], dict[str, np.ndarray]] | None = None,
+) -> TestScore | None:
     """A trial's best checkpoint by ``metric`` scored on every test split; ``None`` if it kept
-    no checkpoint."""
+    no checkpoint. ``predictions``, when given, receives the checkpoint's scores of validation
+    and of every test split (for ``tuning.control``'s paired comparisons)."""
     checkpoint = trial.checkpoint(metric)
     best = trial.best(metric)
     if checkpoint is None or best is None:
         return None
     settings = TrialSettings.from_dict(trial.config())
     model, tokenizer = load_checkpoint(checkpoint)
-    test = {}
-    for name in test_splits(splits):
+    names = test_splits(splits) + (["validation"] if predictions is not None else [])
+    predicted = {}
+    for name in names:
         split = splits[name]
         pairs = list(zip(split["sentence1"], split["sentence2"]))
-        scores = predict(model, tokenizer, pairs, settings.model.max_length)
-        test[name] = compute_all(scores, split["label"])
+        predicted[name] = predict(model, tokenizer, pairs, settings.model.max_length)
+    if predictions is not None:
+        predictions[(trial.stage, trial.trial_id)] = predicted
     return TestScore(
         trial_id=trial.trial_id,
         stage=trial.stage,
@@ -59,29 +71,41 @@ def score_trial(trial: TrialRecord, splits: DatasetDict, metric: str, role: str 
         best_epoch=epoch_number(best["epoch"]),
         validation={k: best[k] for k in METRIC_COLUMNS if k in best},
         checkpoint=checkpoint,
-        test=test,
+        test={name: compute_all(predicted[name], splits[name]["label"]) for name in test_splits(splits)},
         role=role,
     )
 
 
-def score_winners(record: ExperimentRecord, splits: DatasetDict, metric: str, k: int) -> list[TestScore]:
-    """Test scores of the best ``k`` trials by validation ``metric`` (role ``top``) and of every
-    trial of a seed-repeat stage (role ``seeds``), each scored once."""
+def score_winners(
+    record: ExperimentRecord,
+    splits: DatasetDict,
+    metric: str,
+    k: int,
+    recipe: tuple[str, str] | None = None,
+    predictions: dict[tuple[str, str], dict[str, np.ndarray]] | None = None,
+) -> list[TestScore]:
+    """Test scores of the best ``k`` trials by validation ``metric`` (role ``top``), of every
+    trial of a seed-repeat stage (role ``seeds``) and of the ``recipe``'s trial (role
+    ``recipe``, the search's control), each scored once."""
     by_id = {(t.stage, t.trial_id): t for t in record.trials}
     seeds_stages = {s.stage for s in record.stages if s.role == "seeds"}
     out: list[TestScore] = []
     for row in ranked(record.trials, metric):
         if sum(s.role == "top" for s in out) == k:
             break
-        scored = score_trial(by_id[(row.stage, row.trial_id)], splits, metric)
+        scored = score_trial(by_id[(row.stage, row.trial_id)], splits, metric, predictions=predictions)
         if scored:
             out.append(scored)
     done = {(s.stage, s.trial_id) for s in out}
     for trial in record.trials:
         if trial.stage in seeds_stages and (trial.stage, trial.trial_id) not in done:
-            scored = score_trial(trial, splits, metric, role="seeds")
+            scored = score_trial(trial, splits, metric, role="seeds", predictions=predictions)
             if scored:
                 out.append(scored)
+    if recipe and recipe in by_id and recipe not in {(s.stage, s.trial_id) for s in out}:
+        scored = score_trial(by_id[recipe], splits, metric, role="recipe", predictions=predictions)
+        if scored:
+            out.append(scored)
     return out
 
 

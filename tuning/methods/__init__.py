@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from tuning.config import ConfigError, ExperimentConfig
-from tuning.methods._stage import StageInterrupted, run_stage, trial_data
+from tuning.methods._progress import quiet_ray
+from tuning.methods._stage import STOP_REQUESTED, StageInterrupted, run_stage, trial_data
 from tuning.methods.baseline import baseline_method
 from tuning.methods.compare import compare_method
 from tuning.methods.optuna import optuna_method
@@ -35,9 +36,24 @@ __all__ = [
     "METHODS",
     "StageInterrupted",
     "get_method",
+    "quiet_ray",
+    "request_stop",
     "run_stage",
+    "stop_requested",
     "trial_data",
 ]
+
+
+def request_stop() -> None:
+    """Ask the running search to stop: the stage that runs saves its state and ends (as Tune
+    does on Ctrl-C) and no later stage starts; the experiment stays resumable. Safe to call
+    from a signal handler or another thread."""
+    STOP_REQUESTED.set()
+
+
+def stop_requested() -> bool:
+    """Whether :func:`request_stop` was called in this process."""
+    return STOP_REQUESTED.is_set()
 
 
 def get_method(name: str) -> Method:

@@ -7,6 +7,7 @@ resumed run — never handed on in memory.
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
@@ -16,6 +17,7 @@ from typing import Any, ClassVar
 
 from ray.tune import Callback
 from ray.tune.logger import TBXLoggerCallback
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search.sample import Domain
 from ray.tune.stopper import TimeoutStopper
 
@@ -123,19 +125,68 @@ def asha_rungs(exp: ExperimentConfig, num_epochs: int, num_pairs: int) -> AshaBu
     return AshaBudget(grace_period=grace, max_t=max_t, rungs=rungs)
 
 
-def scheduler_for(exp: ExperimentConfig, kind: str, num_epochs: int, num_pairs: int) -> Any:
-    """``asha`` (early stopping on the search metric, counted in training pairs seen) or ``fifo``."""
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+def scheduler_for(
+    exp: ExperimentConfig, kind: str, num_epochs: int, num_pairs: int, recipe: dict[str, Any] | None = None
+) -> Any:
+    """``asha`` (early stopping on the search metric, counted in training pairs seen) or ``fifo``.
 
+    ``recipe``: the enqueued recipe point (:func:`recipe_point`); its trial is ASHA's control,
+    never stopped early (:class:`ControlASHA`).
+    """
     if kind == "fifo":
         return FIFOScheduler()
     budget = asha_rungs(exp, num_epochs, num_pairs)
-    return ASHAScheduler(
+    return ControlASHA(
+        recipe=recipe,
         time_attr="pairs",
         max_t=budget.max_t,
         grace_period=budget.grace_period,
         reduction_factor=exp.search.reduction_factor,
     )
+
+
+class ControlASHA(ASHAScheduler):
+    """Ray Tune's ASHA whose recipe trial is a control arm, trained to the largest budget.
+
+    The recipe's results still enter every rung, so each other trial meets the same cutoffs as
+    without the protection; only the decision on the recipe's own trial turns from "stop" into
+    "continue". The winner is then compared with the recipe at the same budget
+    (``tuning.control``), not with a recipe ASHA stopped at its first rung.
+
+    Args:
+        recipe: the enqueued recipe point (``section/key`` -> value); ``None``: plain ASHA.
+        **kwargs: ``ASHAScheduler``'s.
+    """
+
+    def __init__(self, recipe: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._recipe = recipe or {}
+        self._control: str | None = None
+
+    def is_control(self, trial: Any) -> bool:
+        """Whether ``trial`` is the recipe's: the first trial with the recipe's values."""
+        if self._control is None and self._recipe and _has_values(trial.config, self._recipe):
+            self._control = trial.trial_id
+        return trial.trial_id == self._control
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        action = super().on_trial_result(tune_controller, trial, result)
+        below_max = result.get(self._time_attr, 0) < self._max_t
+        if action == TrialScheduler.STOP and below_max and self.is_control(trial):
+            self._num_stopped -= 1
+            return TrialScheduler.CONTINUE
+        return action
+
+
+def _has_values(config: dict[str, Any], point: dict[str, Any]) -> bool:
+    """Whether a Tune trial's nested config holds every ``section/key`` value of ``point``."""
+    for flat, value in point.items():
+        section, key = flat.split("/", 1)
+        have = (config.get(section) or {}).get(key)
+        numbers = isinstance(have, (int, float)) and isinstance(value, (int, float))
+        if not (math.isclose(have, value, rel_tol=1e-9) if numbers else have == value):
+            return False
+    return True
 
 
 class TimeBudget(TimeoutStopper):
@@ -289,6 +340,8 @@ class StagePlan:
     scheduler: str | Any
     samples: int
     keep_checkpoints: int
+    recipe: dict[str, Any] | None = None
+    """The enqueued recipe point: its trial is ASHA's control (:class:`ControlASHA`)."""
 
     def tuner(self, trainable: Any) -> Any:
         """A new Tune experiment of the stage (a restored one comes from ``Tuner.restore``)."""
@@ -298,7 +351,7 @@ class StagePlan:
         budget = TimeBudget(exp.search.time_budget, self.stage_dir) if exp.search.time_budget else None
         scheduler = self.scheduler
         if isinstance(scheduler, str):
-            scheduler = scheduler_for(exp, scheduler, record.num_epochs, record.train_pairs or 0)
+            scheduler = scheduler_for(exp, scheduler, record.num_epochs, record.train_pairs or 0, self.recipe)
         return tune.Tuner(
             trainable,
             param_space=self.param_space,
@@ -376,10 +429,14 @@ def run_stage(
     metric = exp.search.metric
     grid = has_grid(param_space)
     samples = num_samples or (1 if grid else exp.search.num_samples)
+    start = None
     if searcher == "auto":
         sampled = any(isinstance(v, Domain) for v in searched.values())
-        start = recipe_point(fixed, searched) if exp.search.start_from_recipe else None
-        searcher = optuna_searcher(exp, stage, start) if sampled and not grid else None
+        if sampled and not grid:
+            start = recipe_point(fixed, searched) if exp.search.start_from_recipe else None
+            searcher = optuna_searcher(exp, stage, start)
+        else:
+            searcher = None
     sched = scheduler or exp.search.scheduler
     stage_dir = Path(exp.experiment_dir, stage).resolve()
     previous = store.read_stage(stage_dir)
@@ -425,7 +482,9 @@ def run_stage(
                 print(f"[{stage}] {trial_id} runs again from scratch: {why}", flush=True)
             tuner = tune.Tuner.restore(str(stage_dir), trainable, resume_unfinished=True, resume_errored=True)
         else:
-            plan = StagePlan(exp, record, stage_dir, param_space, searcher, sched, samples, keep_checkpoints)
+            plan = StagePlan(
+                exp, record, stage_dir, param_space, searcher, sched, samples, keep_checkpoints, start
+            )
             tuner = plan.tuner(trainable)
         if STOP_REQUESTED.is_set():  # a stop signal came while an earlier stage ended
             raise StageInterrupted(f"stage {stage} was not started: the search was asked to stop.")
