@@ -38,8 +38,12 @@ demo: $(STAMP)
 	$(PY) run_search.py --method optuna --profile cpu --name $(NAME)
 
 # PYTEST_ARGS picks tests, e.g. make test PYTEST_ARGS=tests/test_serve_browser.py
+# Test files run on TEST_WORKERS processes (pytest-xdist; a file's tests stay on one worker, so
+# the end-to-end runs a file shares are run once): the suite mostly waits on interpreters and Ray
+# starting, so more workers than cores still pays (docs/benchmarks.md); TEST_WORKERS=0: serial.
+TEST_WORKERS ?= 3
 test: $(STAMP) browser
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Unit tests only (no Ray search): seconds.
 test-fast: $(STAMP) browser

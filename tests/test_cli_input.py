@@ -10,28 +10,48 @@ import os
 from pathlib import Path
 
 import pytest
+import ray
 import torch
 
 from run_search import build_experiment, flag_overrides, parse_args
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_main
 from tuning.config import SECTIONS, ConfigError
 
-# A refusal takes seconds (imports); anything near this limit has started searching.
-REFUSED_WITHIN_S = 120
 TINY = "model: {name_or_path: 'builtin:tiny'}\n"
 
 
 def refused(tmp_path: Path, *args: str) -> str:
-    """Run ``run_search.py`` with ``args``; check it refused before Ray started; return stderr."""
+    """Run ``run_search.main`` with ``args`` (in this process: nothing may start); check it
+    refused before Ray started and wrote nothing; return stderr. (One case runs as a real
+    process too: :func:`test_a_refusal_is_the_same_from_a_fresh_interpreter`.)"""
     storage = tmp_path / "runs"
-    proc = run_cli(*args, "--storage", str(storage), timeout=REFUSED_WITHIN_S)
+    ray_before = ray.is_initialized()
+    proc = run_main(*args, "--storage", str(storage))
     output = proc.stdout + proc.stderr
     assert proc.returncode == 2, output[-3000:]
-    assert "Traceback" not in output
-    assert "Started a local Ray instance" not in output
+    assert ray.is_initialized() == ray_before, "Ray was started before the refusal"
     assert not storage.exists()
     assert proc.stderr.startswith("error: ")
     return proc.stderr
+
+
+def test_a_refusal_is_the_same_from_a_fresh_interpreter(tmp_path: Path) -> None:
+    """What :func:`refused` checks in process holds for the command a user types: exit 2, one
+    message on stderr, no traceback, no Ray."""
+    args = (
+        "--profile",
+        "cpu",
+        "--smoke-test",
+        "--training.batch_size",
+        "2.5",
+        "--storage",
+        str(tmp_path / "runs"),
+    )
+    proc, same = run_cli(*args, timeout=120), run_main(*args)
+    assert (proc.returncode, proc.stderr) == (same.returncode, same.stderr) == (2, same.stderr)
+    assert proc.stderr == "error: --training.batch_size must be a whole number, got 2.5.\n"
+    assert "Traceback" not in proc.stdout + proc.stderr and "Started a local Ray" not in proc.stdout
+    assert not (tmp_path / "runs").exists()
 
 
 def space(tmp_path: Path, text: str, name: str = "space.yaml") -> Path:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli, start_cli
+from tests.conftest import run_cli, run_main, start_cli
 from tests.test_reports import (
     storage,  # noqa: F401 - the fixture: a stored two-stage experiment
     table_after,
@@ -94,7 +94,7 @@ def test_report_names_the_files_it_cannot_read_and_marks_the_trial(storage: Path
     result.write_text(text[: len(text.splitlines()[0]) // 2])  # cut mid-line, in the first report
     damage(export_tiny(storage / "best_model") / "model.safetensors", "random")
 
-    proc = run_cli("report", str(storage), timeout=120)
+    proc = run_main("report", str(storage))
     line = last_error(proc)
     assert line.startswith(f"error: {storage / 'report.md'} is written, but 2 files could not be read")
     assert f"{result}: line 1 of 1 cut off" in line and "0 reports read" in line
@@ -110,7 +110,7 @@ def test_report_names_the_files_it_cannot_read_and_marks_the_trial(storage: Path
 
 def test_report_on_a_missing_folder_is_one_clean_line(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-run"
-    line = last_error(run_cli("report", str(missing), timeout=120))
+    line = last_error(run_main("report", str(missing)))
     assert line == (
         f"error: report {missing}: {missing} does not exist; pass an experiment folder "
         "<storage>/<name> as written by run_search.py."

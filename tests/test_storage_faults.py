@@ -12,8 +12,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import ray
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_main
 from tuning.store import write_json
 
 
@@ -110,23 +111,24 @@ def fake_experiment(root: Path, meta: str, stage: str | None = None) -> Path:
 @pytest.mark.parametrize("command", [["report"], ["--resume"]])
 def test_a_truncated_experiment_json_is_named_with_the_fix(tmp_path, command):
     exp = fake_experiment(tmp_path, '{"config": {"name": "x", "method": "opt')
-    proc = run_cli(*command, str(exp))
+    ray_before = ray.is_initialized()
+    proc = run_main(*command, str(exp))
     line = one_error_line(proc)
     assert f"{exp / 'experiment.json'} is not valid JSON" in line and "restore it from a copy" in line
-    assert "Started a local Ray" not in proc.stdout + proc.stderr
+    assert ray.is_initialized() == ray_before  # refused before Ray started
     assert (exp / "experiment.json").read_text() == '{"config": {"name": "x", "method": "opt'
 
 
 @pytest.mark.parametrize("command", [["report"], ["--resume"]])
 def test_a_foreign_stage_json_is_named(tmp_path, command):
     exp = fake_experiment(tmp_path, json.dumps({"config": {}}), stage="[1, 2, 3]")
-    line = one_error_line(run_cli(*command, str(exp)))
+    line = one_error_line(run_main(*command, str(exp)))
     assert f"{exp / 'optuna' / 'stage.json'} was not written by this version of run_search.py" in line
     assert "the top level: input should be a valid dictionary" in line
 
 
 def test_an_experiment_json_of_another_tool_is_named(tmp_path):
     exp = fake_experiment(tmp_path, json.dumps({"name": "someone else's"}))
-    line = one_error_line(run_cli("report", str(exp)))
+    line = one_error_line(run_main("report", str(exp)))
     assert "experiment.json was not written by this version of run_search.py" in line
     assert "'config': field required" in line and "'name': a key this version does not know" in line
