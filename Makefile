@@ -38,10 +38,12 @@ demo: $(STAMP)
 	$(PY) run_search.py --method optuna --profile cpu --name $(NAME)
 
 # PYTEST_ARGS picks tests, e.g. make test PYTEST_ARGS=tests/test_serve_browser.py
-# Test files run on TEST_WORKERS processes (pytest-xdist; a file's tests stay on one worker, so
-# the end-to-end runs a file shares are run once): the suite mostly waits on interpreters and Ray
-# starting, so more workers than cores still pays (docs/benchmarks.md); TEST_WORKERS=0: serial.
-TEST_WORKERS ?= 3
+# Test files run on TEST_WORKERS pytest-xdist processes (a file's tests stay on one worker, so
+# the end-to-end runs a file shares run once, each worker with its own Ray temp folder): one
+# per 3 cores, since a smoke search keeps 2-3 cores busy. On 2 cores that is 0, serial: three
+# workers there ran 28% faster but overloaded the cores until searches timed out
+# (docs/benchmarks.md). `make test TEST_WORKERS=4` overrides it.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) / 3 )))
 test: $(STAMP) browser
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 

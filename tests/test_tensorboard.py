@@ -127,3 +127,35 @@ def _request_context():
     from tensorboard import context
 
     return context.RequestContext()
+
+
+def test_a_full_disk_in_the_writer_thread_is_raised_on_the_trials_thread_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """TensorBoard writes events from a background thread: on a full disk (``/dev/full``, a real
+    ENOSPC) that thread used to print its traceback, which Ray forwarded to the terminal beside
+    the trial's one-line failure. Now only the trial's own thread raises it."""
+    import threading
+
+    from tensorboard.summary.writer.event_file_writer import _AsyncWriter
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    from tuning.trial import TensorBoardWriter
+
+    seen: list[BaseException | None] = []
+    before = threading.excepthook
+    threading.excepthook = lambda args: seen.append(args.exc_value)  # what would print a traceback
+    try:
+        TensorBoardWriter(str(tmp_path / "run"))  # chains its hook in front, as a trial's does
+        with open("/dev/full", "wb", buffering=0) as full:
+            writer = _AsyncWriter(RecordWriter(full), max_queue_size=10, flush_secs=120)
+            writer.write(b"x" * 64)
+            writer._worker.join(timeout=10)  # the thread ended on the error
+            with pytest.raises(OSError, match="No space left on device"):
+                writer.write(b"x" * 64)
+        other = threading.Thread(target=lambda: 1 / 0)
+        other.start()
+        other.join()
+    finally:
+        threading.excepthook = before
+    assert [type(e) for e in seen] == [ZeroDivisionError]  # another thread's error still reaches it

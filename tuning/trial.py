@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -324,6 +325,30 @@ def tensorboard_hparams(settings: TrialSettings, num_layers: int | None = None) 
     return out
 
 
+class QuietWriterThreads:
+    """A ``threading.excepthook`` for trials: an error in TensorBoard's background writer thread
+    (a full disk) prints no traceback there. The writer keeps the error and raises it again on
+    the trial's own thread at its next write, so the trial fails with it as one line (issue 29)
+    instead of a thread's traceback also reaching the terminal through Ray's log forwarding.
+    Every other thread's error goes to the hook that was installed before."""
+
+    def __init__(self, previous: Callable[[threading.ExceptHookArgs], Any]) -> None:
+        self.previous = previous
+
+    def __call__(self, args: threading.ExceptHookArgs) -> None:
+        from tensorboard.summary.writer.event_file_writer import _AsyncWriterThread
+
+        if isinstance(args.thread, _AsyncWriterThread) and args.thread.exception is args.exc_value:
+            return
+        self.previous(args)
+
+    @classmethod
+    def install(cls) -> None:
+        """Chain it in front of the current hook, once."""
+        if not isinstance(threading.excepthook, cls):
+            threading.excepthook = cls(threading.excepthook)
+
+
 class TensorBoardWriter(TrainerCallback):
     """Clean per-trial TensorBoard runs: train/loss, train/learning_rate, validation/<metric>,
     and the trial's hyperparameters with its best validation Pearson and F1 (HParams dashboard).
@@ -340,6 +365,7 @@ class TensorBoardWriter(TrainerCallback):
     ) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
+        QuietWriterThreads.install()
         self.writer = SummaryWriter(log_dir=log_dir)
         self.settings = settings
         self.fidelity = fidelity
