@@ -97,7 +97,7 @@ def summary_section(exp: ExperimentRecord, rows: list[Row], importances: list[Im
     if meta.untuned and best_p and best_p.metrics:
         out.append(untuned_line(meta.untuned, best_p.metrics["pearson"], top[0] if top else None))
     if meta.control:
-        out.append(recipe_line(meta.control))
+        out.append(recipe_line(meta.control, trained_pairs(exp)))
         tied = tied_with_winner(meta.control)
         if tied:
             out.append(
@@ -259,15 +259,30 @@ def gap_text(gap: Gap) -> str:
     return f"{fmt(gap.model)} vs {fmt(gap.other)} ({gap.gap:+.4f}, 95% CI {gap.low:+.4f} to {gap.high:+.4f})"
 
 
-def recipe_line(control: Control) -> str:
+def trained_pairs(exp: ExperimentRecord) -> dict[str, int]:
+    """``stage/trial_id`` -> training pairs the trial had seen at its last report."""
+    out = {}
+    for t in exp.trials:
+        last = t.epochs[-1] if t.epochs else {}
+        if last.get("pairs") is not None:
+            out[f"{t.stage}/{t.trial_id}"] = int(last["pairs"])
+    return out
+
+
+def recipe_line(control: Control, trained: dict[str, int] | None = None) -> str:
     """The winner against the recipe trained to the same budget, per held-out split, with a
-    paired bootstrap interval and one verdict each; or why there is no such comparison."""
+    paired bootstrap interval and one verdict each; or why there is no such comparison.
+    ``trained``: the pairs each trial trained (:func:`trained_pairs`), to tell the budget each
+    trial had from the checkpoint it kept."""
     if control.recipe is None:
         return f"- Recipe control: none, {control.note}."
-    budget = (
-        f"recipe trained {control.recipe_pairs:,} pairs, the winner {control.winner_pairs:,}"
-        if control.recipe_pairs is not None and control.winner_pairs is not None
-        else "budgets unknown"
+    trained = trained or {}
+    budget_text = "; ".join(
+        _budget(label, trained.get(name), kept)
+        for label, name, kept in (
+            ("recipe", control.recipe, control.recipe_pairs),
+            ("winner", control.winner, control.winner_pairs),
+        )
     )
     what = ", ".join(f"{k}={fmt(v)}" for k, v in control.recipe_params.items()) or "the fixed configuration"
     if control.recipe == control.winner:
@@ -280,9 +295,22 @@ def recipe_line(control: Control) -> str:
     )
     return (
         f"- Winner vs the recipe (`{control.recipe}`: {what}; never stopped early, it is the search's "
-        f"control; {budget}), Pearson on held-out pairs, paired bootstrap over {control.resamples} "
-        f"resamples: {splits or 'no held-out split was scored'}."
+        f"control; {budget_text}; a kept checkpoint is the trial's best on validation), Pearson on "
+        f"held-out pairs, paired bootstrap over {control.resamples} resamples: "
+        f"{splits or 'no held-out split was scored'}."
     )
+
+
+def _budget(label: str, trained: int | None, kept: int | None) -> str:
+    """``the recipe trained 5,749 pairs and kept its checkpoint at 2,880``."""
+    out = f"the {label} trained {trained:,} pairs" if trained is not None else f"the {label}"
+    if kept is not None:
+        out += (
+            f" and kept its checkpoint at {kept:,}"
+            if trained is not None
+            else f" kept its checkpoint at {kept:,} pairs"
+        )
+    return out if trained is not None or kept is not None else f"the {label}'s budget unknown"
 
 
 def tied_with_winner(control: Control | None) -> list[str]:
