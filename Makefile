@@ -51,9 +51,11 @@ test: $(STAMP) browser
 test-fast: $(STAMP) browser
 	$(PY) -m pytest -q -m "not e2e"
 
+# ruff, then mypy's type check of tuning/, reports/ and run_search.py ([tool.mypy] in pyproject.toml).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # Every benchmark at its default size, one markdown table each (over an hour; `python -m benchmarks --help`).
 bench: $(STAMP)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import logging
 import os
 import platform
 import shlex
@@ -254,7 +255,7 @@ def cluster_nodes(address: str) -> tuple[list[dict[str, float]], list[dict[str, 
     import yaml
     from ray._private.state import state
 
-    ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     try:
         nodes = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
         config = state.get_cluster_config()

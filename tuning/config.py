@@ -654,7 +654,7 @@ def config_flags() -> tuple[ConfigFlag, ...]:
         for f in fields(cls):
             key = f"{section}.{f.name}"
             own = f.metadata.get(FLAG)
-            names = (own,) if own and len(short[own]) == 1 else ()
+            names: tuple[str, ...] = (own,) if own and len(short[own]) == 1 else ()
             names += tuple(dict.fromkeys((f"--{key}", f"--{section}.{YAML_NAMES.get(f.name, f.name)}")))
             kind = field_kinds(cls)[f.name]
             metavar = "DURATION" if f.name in DURATIONS else METAVARS[kind.base]
@@ -854,12 +854,12 @@ def resource_problems(search: SearchConfig, cpus: int, gpus: int) -> list[str]:
     """
     problems: list[str] = []
     # `auto` is resolved from this machine (tuning.hardware.resolve_resources): it always fits.
-    if search.cpus_per_trial != "auto" and search.cpus_per_trial > cpus:
+    if isinstance(search.cpus_per_trial, (int, float)) and search.cpus_per_trial > cpus:
         problems.append(
             f"{field_label('search.cpus_per_trial')} asks for {search.cpus_per_trial:g} CPUs per trial, "
             f"but this machine has {cpus}; pass --cpus-per-trial {cpus} or less."
         )
-    if search.gpus_per_trial != "auto" and search.gpus_per_trial > gpus:
+    if isinstance(search.gpus_per_trial, (int, float)) and search.gpus_per_trial > gpus:
         fix = f"--gpus-per-trial {gpus} or less" if gpus else "--gpus-per-trial 0 to train on the CPU"
         problems.append(
             f"{field_label('search.gpus_per_trial')} asks for {search.gpus_per_trial:g} GPU(s) per trial, "
@@ -878,7 +878,9 @@ def node_problems(search: SearchConfig, nodes: list[dict[str, float]], where: st
         where: the cluster, as the message names it.
     """
     # `auto` is resolved from the cluster's largest node: it asks for nothing that node lacks.
-    cpus, gpus = (0.0 if v == "auto" else v for v in (search.cpus_per_trial, search.gpus_per_trial))
+    cpus, gpus = (
+        v if isinstance(v, (int, float)) else 0.0 for v in (search.cpus_per_trial, search.gpus_per_trial)
+    )
     if any(n.get("CPU", 0) >= cpus and n.get("GPU", 0) >= gpus for n in nodes):
         return []
     most_cpus = max((n.get("CPU", 0) for n in nodes), default=0)

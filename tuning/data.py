@@ -15,6 +15,7 @@ import json
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import cast
 
 import datasets
 
@@ -80,7 +81,7 @@ def _canonical(values: Mapping[str, object], names: Mapping[str, str]) -> dict:
         errors.append(f"{names['binary_label']} {binary!r} is not 0 or 1")
     elif "label" in record:
         given = binary is not _MISSING
-        record["binary_label"] = int(_number(binary)) if given else int(record["label"] >= 3.0)
+        record["binary_label"] = int(cast(float, _number(binary))) if given else int(record["label"] >= 3.0)
     if errors:
         raise _BadRow("; ".join(errors))
     return record
@@ -279,7 +280,7 @@ def _korsts(cfg: DataConfig) -> dict[str, list[dict]]:
     preset = {"train": "sts-train.tsv", "validation": "sts-dev.tsv", "test": "sts-test.tsv"}
     given = {"train": cfg.train, "validation": cfg.validation, "test": cfg.test}
     splits = {
-        name: _read(cfg, given[name]) if given[name] else read_pairs(data / "korsts" / file)
+        name: _read(cfg, path) if (path := given[name]) else read_pairs(data / "korsts" / file)
         for name, file in preset.items()
     }
     if cfg.extra_test:
@@ -305,11 +306,12 @@ def _klue_hub(cfg: DataConfig) -> dict[str, list[dict]]:
 
 def _files(cfg: DataConfig) -> dict[str, list[dict]]:
     """The files the config names; validation is held out of train when there is no file."""
-    train = _read(cfg, cfg.train)
+    train_file = cast(str, cfg.train)  # required for `source: files` (validate_data)
+    train = _read(cfg, train_file)
     if cfg.validation:
         splits = {"train": train, "validation": _read(cfg, cfg.validation)}
     else:
-        splits = _hold_out(train, cfg, cfg.train)
+        splits = _hold_out(train, cfg, train_file)
     if cfg.test:
         splits["test"] = _read(cfg, cfg.test)
     return splits | _extra_tests(cfg)

@@ -235,7 +235,7 @@ def _make_angle(scale: float = 20.0) -> PairEmbeddingLoss:
     return PairEmbeddingLoss(AnglELoss, _check_scale("angle", scale))
 
 
-LOSSES: dict[str, Callable[..., LossFn]] = {
+LOSSES: dict[str, Callable[..., LossFn | PairEmbeddingLoss]] = {
     "mse": _make_mse,
     "l1": _make_l1,
     "smooth_l1": _make_smooth_l1,
@@ -254,7 +254,7 @@ correlation term): a trial maps its raw outputs onto 0-5 by a line fitted to tra
 (``tuning.trial.STSTrainer``)."""
 
 
-def make_loss(name: str, **params: object) -> LossFn:
+def make_loss(name: str, **params: object) -> LossFn | PairEmbeddingLoss:
     """Build a loss by name.
 
     Args:
@@ -263,7 +263,8 @@ def make_loss(name: str, **params: object) -> LossFn:
         **params: The loss's parameters; every one omitted takes its default.
 
     Returns:
-        A pure function ``loss(predictions, targets) -> scalar tensor`` of two ``[B]`` tensors.
+        A pure function ``loss(predictions, targets) -> scalar tensor`` of two ``[B]`` tensors;
+        for the names in :data:`EMBEDDING_LOSSES`, ``loss((u, v), targets)`` on embeddings.
 
     Raises:
         ValueError: For an unknown name (listing the known ones), a parameter the loss does not

@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     BertConfig,
+    PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 from transformers.utils import logging as hf_logging
@@ -224,9 +225,14 @@ class STSModel(nn.Module):
         target_scale, target_shift: ``score = raw * scale + shift``.
     """
 
+    # Declared for type checkers: nn.Module's __getattr__ types every attribute as a union.
+    encoder: PreTrainedModel
+    target_scale: torch.Tensor
+    target_shift: torch.Tensor
+
     def __init__(
         self,
-        encoder: nn.Module,
+        encoder: PreTrainedModel,
         architecture: str,
         head: str = "regression",
         target_scale: float = 1.0,
@@ -372,7 +378,7 @@ class STSModel(nn.Module):
 
 
 def _save_sentence_transformers(
-    encoder: nn.Module,
+    encoder: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     architecture: str,
     folder: Path,
@@ -431,7 +437,7 @@ def build_model(
     """A fresh STS model: pretrained encoder (or tiny, built in code) plus a new head."""
     num_labels = 2 if head == "multitask" else 1
     encoder = _encoder(cfg, cfg.architecture, num_labels, vocab_size=len(tokenizer))
-    return STSModel(encoder, cfg.architecture, head, target_scale, target_shift)
+    return STSModel(cast(PreTrainedModel, encoder), cfg.architecture, head, target_scale, target_shift)
 
 
 def tokenize_pairs(

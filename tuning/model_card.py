@@ -269,10 +269,9 @@ def _search(best: dict[str, Any], config: dict[str, Any], experiment: Experiment
         ]
         for stage in experiment.stages:
             trials = len(experiment.stage_trials(stage.stage))
-            searched = ", ".join(stage.searched) or "-"
+            names = ", ".join(stage.searched) or "-"
             out.append(
-                f"| {stage.stage} | {stage.searcher or '-'} | {stage.scheduler or '-'} "
-                f"| {trials} | {searched} |"
+                f"| {stage.stage} | {stage.searcher or '-'} | {stage.scheduler or '-'} | {trials} | {names} |"
             )
         out.append("")
     out.append(
@@ -280,7 +279,7 @@ def _search(best: dict[str, Any], config: dict[str, Any], experiment: Experiment
         f"{best.get('best_epoch')}. Its hyperparameters:"
     )
     training = TrialSettings.from_dict(best.get("config") or {}).training
-    searched = best.get("params") or {}
+    searched: dict[str, Any] = best.get("params") or {}
     fixed = {k: getattr(training, k) for k in ("loss", "head", "num_epochs", "lr_schedule", "seed")}
     out += ["", "| hyperparameter | value |", "|---|---|"]
     out += [f"| {k} | {_value(v)} |" for k, v in fixed.items() if k not in searched]

@@ -56,7 +56,7 @@ def record(exp_dir: Path) -> Path | None:
     """
     import ray._private.worker  # no public API lists the processes a node started
 
-    node = ray._private.worker._global_node
+    node: Any = ray._private.worker._global_node  # set while Ray runs in this process
     if not node.all_processes:
         return None
     session_dir = Path(node.get_session_dir_path())

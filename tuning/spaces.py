@@ -216,7 +216,7 @@ def to_tune(space: dict[str, Any], where: str = "") -> dict[str, Any]:
 
 def _grids(param_space: dict[str, Any]) -> list[list[Any]]:
     """Every grid's values in a (nested) param space."""
-    out = []
+    out: list[list[Any]] = []
     for value in param_space.values():
         if isinstance(value, dict):
             out += [value["grid_search"]] if "grid_search" in value else _grids(value)

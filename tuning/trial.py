@@ -23,13 +23,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import datasets
 import numpy as np
 import torch
-from datasets import DatasetDict
-from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
+from datasets import Dataset, DatasetDict
+from transformers import (
+    PrinterCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
 from transformers.utils import logging as hf_logging
 
 from tuning.config import TrainingConfig, field_names
@@ -132,11 +138,12 @@ class STSTrainer(Trainer):
     def calibrate(self) -> None:
         """Fit the score map on ``calibration`` (see the class); kept as it was if none fits."""
         raw, labels = [], []
-        self.model.eval()
+        model = cast(STSModel, self.model)  # set by the Trainer's constructor
+        model.eval()
         with torch.no_grad():
-            for batch in self.get_test_dataloader(self.calibration):  # never cached as "eval"
+            for batch in self.get_test_dataloader(cast(Dataset, self.calibration)):  # never cached as "eval"
                 batch = self._prepare_inputs(batch)
-                raw.append(self.model(**batch)["raw"].float().cpu())
+                raw.append(model(**batch)["raw"].float().cpu())
                 labels.append(batch["labels"].float().cpu())
         fitted = fit_score_map(torch.cat(raw).numpy(), torch.cat(labels).numpy())
         if fitted is not None:
@@ -151,7 +158,7 @@ class STSTrainer(Trainer):
             epochs = max(1, int(self.args.num_train_epochs))
             self.lr_scheduler = make_schedule(
                 self.training.lr_schedule,
-                optimizer or self.optimizer,
+                cast(torch.optim.Optimizer, optimizer or self.optimizer),  # created before the schedule
                 num_warmup_steps=self.args.get_warmup_steps(num_training_steps),
                 num_training_steps=num_training_steps,
                 steps_per_epoch=max(1, math.ceil(num_training_steps / epochs)),
@@ -372,6 +379,11 @@ class TensorBoardWriter(TrainerCallback):
         self.best: dict[str, float] = {}
         self.session_end: Any = None
 
+    @property
+    def file_writer(self) -> Any:
+        """The writer's own event file writer (typed optional by torch: it is set until ``close``)."""
+        return self.writer.file_writer
+
     def pairs(self, args: Any, state: Any) -> int:
         """Training pairs seen after the current optimizer step: every scalar's step."""
         if self.fidelity is not None:
@@ -392,8 +404,8 @@ class TensorBoardWriter(TrainerCallback):
             tensorboard_hparams(self.settings, layers), dict.fromkeys(HPARAM_METRICS, 0.0)
         )
         step = self.pairs(args, state)
-        self.writer.file_writer.add_summary(experiment, step)
-        self.writer.file_writer.add_summary(session_start, step)
+        self.file_writer.add_summary(experiment, step)
+        self.file_writer.add_summary(session_start, step)
         self.writer.flush()
 
     def _update_best(self, metrics: dict[str, Any]) -> None:
@@ -423,7 +435,7 @@ class TensorBoardWriter(TrainerCallback):
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         # A trial stopped early by the scheduler never gets here: TensorBoard shows no end status.
         if self.session_end is not None:
-            self.writer.file_writer.add_summary(self.session_end, self.pairs(args, state))
+            self.file_writer.add_summary(self.session_end, self.pairs(args, state))
         self.writer.close()
 
 
@@ -465,7 +477,7 @@ def training_arguments(settings: TrialSettings, output_dir: str) -> TrainingArgu
     )
 
 
-def freeze_lower_layers(model: torch.nn.Module, embeddings: bool, layers: int) -> None:
+def freeze_lower_layers(model: STSModel, embeddings: bool, layers: int) -> None:
     """Freeze the encoder's embeddings (``embeddings`` or ``layers`` > 0) and its first ``layers``
     layers; a no-op when neither is asked for.
 

@@ -108,7 +108,13 @@ class Progress(Callback):
         self.time_budget_s, self.interval = time_budget_s, interval
         self.started: float | None = None
 
-    def setup(self, stop: Any = None, **info: Any) -> None:
+    def setup(
+        self,
+        stop: Any = None,
+        num_samples: int | None = None,
+        total_num_samples: int | None = None,
+        **info: Any,
+    ) -> None:
         # Called at every (re)start, also after Tuner.restore unpickled this callback: the clock
         # starts here, and a resumed stage's budget is what Tune's time budget has left.
         self.started = self.last = time.monotonic()

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, cast
 
 from ray.tune import Callback
 from ray.tune.logger import TBXLoggerCallback
@@ -27,7 +27,7 @@ from tuning.methods._progress import Progress
 from tuning.metrics import MODES
 from tuning.ranking import ranked
 from tuning.spaces import grid_size, has_grid, to_tune
-from tuning.store import AshaBudget, StageRecord, TrialEnd, Winner
+from tuning.store import AshaBudget, StageRecord, StageStatus, TrialEnd, Winner
 from tuning.trial_config import section_of, trial_config, trial_value, with_values
 
 
@@ -184,7 +184,7 @@ def _has_values(config: dict[str, Any], point: dict[str, Any]) -> bool:
         section, key = flat.split("/", 1)
         have = (config.get(section) or {}).get(key)
         numbers = isinstance(have, (int, float)) and isinstance(value, (int, float))
-        if not (math.isclose(have, value, rel_tol=1e-9) if numbers else have == value):
+        if not (math.isclose(cast(float, have), value, rel_tol=1e-9) if numbers else have == value):
             return False
     return True
 
@@ -295,10 +295,8 @@ class NoRayTensorBoard(TBXLoggerCallback):
     would also reach a resumed experiment whose pickled callbacks predate it.
     """
 
-    _SAVED_FILE_TEMPLATES: ClassVar[list[str]] = []  # no files of its own to restore with a trial
-
     def __init__(self) -> None:  # Ray's opens a tensorboardX writer per trial; this opens none
-        pass
+        self._SAVED_FILE_TEMPLATES: list[str] = []  # no files of its own to restore with a trial
 
     def log_trial_start(self, trial: Any) -> None:
         pass
@@ -459,8 +457,9 @@ def run_stage(
         train_pairs=len(data["train"]),
         eval_every_pairs=every if isinstance(every, int) else None,
         time_budget_s=exp.search.time_budget,
-        cpus_per_trial=exp.search.cpus_per_trial,
-        gpus_per_trial=exp.search.gpus_per_trial,
+        # Resolved from `auto` before any stage runs (hardware.apply_resources): numbers here.
+        cpus_per_trial=cast(float, exp.search.cpus_per_trial),
+        gpus_per_trial=cast(float, exp.search.gpus_per_trial),
         started=time.time(),
         **(extra or {}),
     )
@@ -472,7 +471,7 @@ def run_stage(
     store.write_stage(stage_dir, record)
 
     try:  # a stop before Tune has saved any state: the record says so, not "running"
-        resources = {"cpu": exp.search.cpus_per_trial, "gpu": exp.search.gpus_per_trial}
+        resources = {"cpu": record.cpus_per_trial, "gpu": record.gpus_per_trial}
         trainable = tune.with_resources(tune.with_parameters(train_trial, data=data), resources)
         if previous and tune.Tuner.can_restore(str(stage_dir)):
             # Finished trials stay finished; unfinished and failed ones continue from their last
@@ -572,7 +571,7 @@ def stage_winner(stage_dir: Path, record: StageRecord) -> Winner | None:
 STOP_REQUESTED = threading.Event()
 
 
-def stage_status(results: Any) -> str:
+def stage_status(results: Any) -> StageStatus:
     """``done`` when every trial of the stage ended; ``interrupted`` when a stop signal came
     during it or trials are left to run (``--resume`` continues it)."""
     ended = results.num_terminated + results.num_errors

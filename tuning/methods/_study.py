@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -89,9 +89,10 @@ class StoredOptunaSearch(OptunaSearch):
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
         known = {t.number for t in self._ot_trials.values()}
-        for orphan in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study = cast(optuna.Study, self._ot_study)  # restored by super().restore
+        for orphan in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if orphan.number not in known:
-                self._ot_study.tell(orphan.number, state=TrialState.FAIL, skip_if_finished=True)
+                study.tell(orphan.number, state=TrialState.FAIL, skip_if_finished=True)
 
 
 def prune_running(path: str | Path, study_name: str, ended_by: EndedBy = "time_budget") -> list[int]:

@@ -38,7 +38,7 @@ def pbt_method(exp: ExperimentConfig, splits: Any, prefix: str = "") -> list[Pat
     scheduler = PopulationBasedTraining(
         time_attr="epoch",  # perturbation_interval counts epochs, also with sub-epoch reports
         perturbation_interval=exp.search.perturbation_interval,
-        hyperparam_mutations=mutations,
+        hyperparam_mutations=mutations,  # type: ignore[arg-type]  # Ray's hint rejects nested dicts it accepts
         quantile_fraction=0.25,
         synch=False,
     )

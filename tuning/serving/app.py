@@ -276,7 +276,7 @@ def create_app(served: ServedModel, settings: ServeSettings) -> FastAPI:
         """Batching counters since start-up."""
         return batcher.stats.to_dict()
 
-    def page(status: int = 200, **filled: Any) -> HTMLResponse:
+    def page(status: int = 200, /, **filled: Any) -> HTMLResponse:
         body = render_page(
             template,
             model=summary,

@@ -16,9 +16,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
 from tuning.serving.scorer import Pair
 
-ScoreFn = Callable[[list[Pair]], Sequence[float]]
+ScoreFn = Callable[[list[Pair]], "Sequence[float] | np.ndarray"]
 
 
 @dataclass
