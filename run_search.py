@@ -14,14 +14,9 @@ import argparse
 import errno
 import logging
 import os
-import platform
 import shlex
 import signal
-import subprocess
 import sys
-import time
-from collections import Counter
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +28,7 @@ PRESETS = ("korsts", "klue-sts")
 def parse_args(argv: list[str]) -> argparse.Namespace:
     import inspect
 
-    from tuning.config import SECTIONS, config_flags
+    from tuning.settings import SECTIONS, config_flags
 
     p = argparse.ArgumentParser(
         prog="run_search.py",
@@ -71,9 +66,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="test-size model built in code, a few pairs, 2 trials (flags given with it still apply)",
     )
 
-    def help_text(doc: str) -> str:  # a docstring as help: ``code`` as `code`; help is a %-format
-        return doc.replace("``", "`").replace("`None`", "`null`").replace("%", "%%")
-
     # Every config field is a flag, generated from its dataclass: one group per section. A flag's
     # text is kept as typed; flag_overrides reads it as a YAML value of the field.
     groups: dict[str | None, Any] = {None: p}
@@ -90,6 +82,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.from_experiment = getattr(args, "search.from_experiment")  # build_experiment checks --from
     return args
+
+
+def help_text(doc: str) -> str:
+    """A docstring as ``--help`` text: ``code`` as `code`, None as null; help is a %-format."""
+    return doc.replace("``", "`").replace("`None`", "`null`").replace("%", "%%")
 
 
 def epilog() -> str:
@@ -134,7 +131,7 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     Raises:
         ConfigError: naming each flag whose value is not of its field's type.
     """
-    from tuning.config import ConfigError, config_flags, flag_value
+    from tuning.settings import ConfigError, config_flags, flag_value
 
     out: dict[str, Any] = {}
     if args.data:
@@ -164,23 +161,11 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_experiment(args: argparse.Namespace) -> Any:
-    """Defaults < YAML < flags, validated once (every problem in one message)."""
-    from tuning import hardware
-    from tuning.config import (
-        ConfigError,
-        apply_overrides,
-        gpu_names,
-        load_experiment,
-        make_smoke,
-        node_problems,
-        resource_problems,
-        validate,
-    )
-    from tuning.methods import METHODS
-    from tuning.spaces import check_experiment, combination_problems
+    """Defaults < YAML < flags, validated once (every problem in one message); the machine it
+    runs on is kept in ``args.machine`` for :func:`run`."""
+    from tuning.experiment import build
+    from tuning.settings import ConfigError
 
-    if args.method not in METHODS:
-        raise ConfigError(f"--method must be one of {sorted(METHODS)}. Got: {args.method!r}.")
     if args.from_experiment and args.method != "seeds":
         raise ConfigError(
             f"--from repeats a finished experiment's top configurations: use it with --method seeds, not {args.method}."
@@ -189,235 +174,38 @@ def build_experiment(args: argparse.Namespace) -> Any:
     if args.profile and not path.is_file():
         profiles = sorted(d.name for d in SPACES.iterdir() if d.is_dir())
         raise ConfigError(f"no {path.name} in profile {args.profile!r} ({path}); profiles: {profiles}.")
-    exp = load_experiment(path)
-    exp.method = args.method
-    exp.overrides = flag_overrides(args)
-    apply_overrides(exp, exp.overrides)
-    if args.smoke_test:
-        make_smoke(exp)
-    if "://" in args.storage:
-        raise ConfigError(
-            f"--storage {args.storage}: object-store URIs are not supported; pass a folder, on a cluster "
-            "one that every node mounts at the same path (NFS/EFS, see docs/cluster.md)."
-        )
-    exp.storage = str(Path(args.storage).resolve())
-    stem = f"smoke-{exp.name}" if args.smoke_test else exp.name
-    exp.name = args.name or f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    problems = []
-    for check in (lambda: validate(exp), lambda: check_experiment(exp.space, exp.stages, str(path))):
-        try:
-            check()
-        except ConfigError as err:
-            problems.append(str(err))
-    problems += combination_problems(exp)
-    # A trial asking for more than a node offers would wait forever ("No available node types
-    # can fulfill resource request"): Ray starting here gets this machine; a cluster at --address
-    # offers its alive nodes and the node types its autoscaler may start.
-    cpus, gpus = hardware.cpu_count(), len(gpu_names())
-    if not args.address:
-        problems += resource_problems(exp.search, cpus, gpus)
-    elif not problems:
-        nodes, node_types = cluster_nodes(args.address)
-        # `auto` resources follow the node with the most GPUs (else CPUs) the cluster has or may start.
-        largest = max(nodes + node_types, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)), default={})
-        cpus, gpus = int(largest.get("CPU", 1)), int(largest.get("GPU", 0))
-        if node_types:  # the autoscaler's node types are known: nothing it may start fits
-            problems += node_problems(exp.search, nodes + node_types, args.address)
-        else:  # Ray's v1 autoscaler does not publish its node types: say so, and let Ray wait
-            for problem in node_problems(exp.search, nodes, args.address):
-                print(
-                    f"warning: {problem.replace('node or node type', 'node', 1)} Trials wait until "
-                    "the cluster adds a node that fits (Ctrl-C stops the search, resumable).",
-                    file=sys.stderr,
-                    flush=True,
-                )
-    if problems:
-        raise ConfigError("\n".join(problems))
-    resources = hardware.apply_resources(exp.search, cpus, gpus)
-    args.machine = (cpus, resources.reason)  # for the precision and fidelity plan (run)
-    if Path(exp.experiment_dir).exists():
-        raise ConfigError(
-            f"{exp.experiment_dir} already exists; pass another --name (results are never overwritten)."
-        )
+    overrides = flag_overrides(args)
+    exp, args.machine = build(
+        path,
+        args.method,
+        overrides,
+        smoke=args.smoke_test,
+        storage=args.storage,
+        name=args.name,
+        address=args.address,
+    )
     return exp
 
 
-# Where `ray up` puts the cluster's config on the head node (the v1 autoscaler reads it there).
-BOOTSTRAP_CONFIG = Path("~/ray_bootstrap_config.yaml")
-
-
-def cluster_nodes(address: str) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
-    """Resources of each alive node of the cluster at ``address``, and of each node type its
-    autoscaler may start: from the config an autoscaler reports to Ray's GCS, or, for `ray up`'s
-    v1 autoscaler (which reports none), from the config `ray up` leaves on the head, where a
-    submitted job's driver runs. Empty when neither is known (or a type's resources are not set)."""
-    import ray
-    import yaml
-    from ray._private.state import state
-
-    ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-    try:
-        nodes = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
-        config = state.get_cluster_config()
-        types = [dict(group.resources) for group in config.node_group_configs] if config else []
-    finally:
-        ray.shutdown()
-    bootstrap = BOOTSTRAP_CONFIG.expanduser()
-    if not types and bootstrap.is_file():
-        node_types = (yaml.safe_load(bootstrap.read_text(encoding="utf-8")) or {}).get(
-            "available_node_types"
-        ) or {}
-        declared = [t.get("resources") for t in node_types.values()]
-        types = declared if declared and all(isinstance(r, dict) for r in declared) else []
-    return nodes, types
-
-
-def versions() -> dict[str, str]:
-    """Versions of the packages a result depends on."""
-    out = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "ray", "optuna", "datasets", "accelerate"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "missing"
-    return out
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if out.returncode:
-        return None
-    return out.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
-
-
-def machine() -> str:
-    from tuning.config import gpu_names
-
-    gpus = gpu_names()
-    return f"{platform.machine()}, {os.cpu_count()} CPUs, " + (
-        f"GPUs: {', '.join(gpus)}" if gpus else "no GPU"
-    )
-
-
 def run(args: argparse.Namespace) -> int:
-    from tuning import ray_session, store
-    from tuning.config import ConfigError
-    from tuning.data import fingerprint, load_splits
-    from tuning.trial_config import trial_config
+    """A new experiment (or ``--resume``'s) run to its end; the exit status."""
+    from reports import write_report
+    from tuning.experiment import Experiment, Stopped
 
-    started = time.time()
     if args.resume:
-        return resume(args, started)
-    exp = build_experiment(args)
-    exp_dir = Path(exp.experiment_dir)
-    print(f"[run_search] experiment {exp.name}: method {exp.method}, space {exp.source_file}", flush=True)
-    splits = load_splits(exp.data)
-    sizes = {name: len(split) for name, split in splits.items()}
-    print(f"[run_search] data {exp.data.source}: {sizes}", flush=True)
-    plan = machine_plan(exp, splits, args)
-    try:  # no exist_ok: the folder is the lock, one of two runs started with one --name gets it
-        exp_dir.mkdir(parents=True)
-    except FileExistsError:
-        holder = ray_session.running_driver(exp_dir)
-        raise ConfigError(
-            f"another run holds the name {exp.name}: it created {exp_dir} while this one was "
-            f"starting{f' (process {holder})' if holder else ''}; pass another --name "
-            "(results are never overwritten)."
-        ) from None
-    ray_session.claim(exp_dir)  # driver.json: `report` and `--resume` see the run is live
-    meta = store.ExperimentMeta(
-        config=exp.to_dict(),
-        command=" ".join(["python", *sys.argv]),
-        git_commit=git_commit(),
-        versions=versions(),
-        data_fingerprint=fingerprint(splits),
-        data_sizes=sizes,
-        machine=machine(),
-        hardware=plan,
-        started=time.strftime("%Y-%m-%d %H:%M:%S"),
-        tensorboard_dir=trial_config(exp)["tensorboard_dir"],
-    )
-    store.write_meta(exp_dir, meta)
+        experiment = Experiment.resume(Path(args.resume), shown=args.resume)
+        if experiment is None:
+            return 0
+    else:
+        exp = build_experiment(args)
+        experiment = Experiment.start(exp, args.machine, " ".join(["python", *sys.argv]))
     try:  # from here on the experiment is on disk: a stop signal leaves it resumable
-        print(f"[run_search] resolved config saved to {exp_dir / store.EXPERIMENT_FILE}", flush=True)
-        return search(args, exp, splits, meta, started)
-    except KeyboardInterrupt:  # a stop signal handled before search()'s own try
-        return stopped(exp_dir, args)
-
-
-def machine_plan(exp: Any, splits: Any, args: argparse.Namespace) -> Any:
-    """Precision, resources and fidelity from this machine (``tuning.hardware``), printed with
-    their reasons; a time budget too small for the first rung of a few trials is refused."""
-    from tuning import hardware
-    from tuning.config import ConfigError
-
-    cpus, resources = args.machine
-    try:
-        plan = hardware.prepare(exp, splits, cpus, local=not args.address)
-    except hardware.BudgetTooSmall as err:
-        raise ConfigError(str(err)) from None
-    plan.resources = resources
-    print(
-        f"[run_search] precision {plan.precision} ({plan.precision_reason}); resources per trial: "
-        f"{plan.cpus_per_trial:g} CPU, {plan.gpus_per_trial:g} GPU ({resources})",
-        flush=True,
-    )
-    if plan.precision_warning:
-        print(f"warning: {plan.precision_warning}", file=sys.stderr, flush=True)
-    if plan.fidelity:
-        print(f"[run_search] {plan.fidelity}", flush=True)
-    return plan
-
-
-def resume(args: argparse.Namespace, started: float) -> int:
-    """Continue ``--resume DIR`` from storage: done stages are skipped, the cut one restored."""
-    from tuning import ray_session, store
-    from tuning.config import ConfigError, experiment_from_dict
-    from tuning.data import fingerprint, load_splits
-
-    exp_dir = Path(args.resume).resolve()
-    meta_file = exp_dir / store.EXPERIMENT_FILE
-    if not meta_file.is_file():
-        raise ConfigError(
-            f"--resume {args.resume}: no {store.EXPERIMENT_FILE} there; pass an experiment folder <storage>/<name>."
-        )
-    # Every JSON file of the folder is read (and refused if torn or foreign) before Ray starts.
-    meta = store.read_experiment(exp_dir).meta
-    if meta.finished:
-        print(
-            f"[run_search] {exp_dir} already finished; nothing to resume (report: {exp_dir / 'report.md'})."
-        )
-        return 0
-    driver = ray_session.running_driver(exp_dir)
-    if driver:  # two drivers in one folder would write the same trials and records
-        raise ConfigError(
-            f"--resume {args.resume}: process {driver} is still running this experiment; "
-            f"wait for it to end (or stop it: kill {driver}), then resume."
-        )
-    ray_session.claim(exp_dir)  # this process runs the experiment now (`report` waits for it)
-    exp = experiment_from_dict(meta.config, str(meta_file))
-    exp.storage, exp.name = str(exp_dir.parent), exp_dir.name
-    splits = load_splits(exp.data)
-    if fingerprint(splits) != meta.data_fingerprint:
-        raise ConfigError(
-            f"the data changed since {exp.name} started (fingerprint {fingerprint(splits)} != {meta.data_fingerprint}); "
-            "resuming would mix results of different data. Start a new experiment instead."
-        )
-    meta.resumed.append(time.strftime("%Y-%m-%d %H:%M:%S"))
-    print(f"[run_search] resuming {exp.name}: method {exp.method}", flush=True)
-    spent = meta.search_wall_time_s or 0.0
-    try:
-        return search(args, exp, splits, meta, started - spent)
-    except KeyboardInterrupt:  # a stop signal handled before search()'s own try
-        return stopped(exp_dir, args)
+        return experiment.run(write_report, args.address, on_ray_started=STOP.install)
+    except Stopped as err:
+        STOP.signum = STOP.signum or err.signum
+        return stopped(experiment.dir, args)
+    except KeyboardInterrupt:  # a stop signal handled before the search's own try
+        return stopped(experiment.dir, args)
 
 
 class StopSignals:
@@ -427,7 +215,8 @@ class StopSignals:
     anywhere else it raises ``KeyboardInterrupt``. Either way the experiment stays unfinished,
     nothing unfinished is exported, and the exit status is 128 + the signal (130, 143).
     Tune's own SIGINT handler is turned off (``TUNE_DISABLE_SIGINT_HANDLER``): it would not see
-    SIGTERM, and it leaves no trace that a stop was asked for.
+    SIGTERM, and it leaves no trace that a stop was asked for. Installed again once Ray runs:
+    Ray's core worker replaces the SIGTERM handler with one that aborts.
     """
 
     def __init__(self) -> None:
@@ -473,66 +262,6 @@ def resume_command(exp_dir: Path, args: argparse.Namespace) -> str:
     return shlex.join(command)
 
 
-def search(args: argparse.Namespace, exp: Any, splits: Any, meta: Any, started: float) -> int:
-    """Run the method on Ray (started here, or the cluster at ``--address``), then conclude.
-
-    A stop signal (see :class:`StopSignals`) leaves the experiment unfinished: no scoring, no
-    export, the ``--resume`` command printed, exit 130 (SIGINT) or 143 (SIGTERM).
-    """
-    exp_dir = Path(exp.experiment_dir)
-    interrupted = False
-    try:  # a stop signal anywhere from here on leaves the experiment resumable
-        import ray
-
-        from tuning import ray_session, store
-        from tuning.methods import StageInterrupted, quiet_ray, run_method, stop_requested
-
-        quiet_ray(exp_dir / store.RAY_LOG_FILE)  # Ray's notices (e.g. snapshot timings) go to a file
-        # On an existing cluster, this checkout's packages travel with the job (Ray's py_modules):
-        # trials on every node import the driver's exact code, however the driver got there.
-        code = {"py_modules": [str(REPO / "tuning"), str(REPO / "reports")]} if args.address else None
-        temp_dir = None
-        try:
-            # Ray started here lives in ray_session.temp_root(); the processes a killed driver left
-            # are stopped first, and their folders pruned. A cluster at --address is its own.
-            temp_dir = None if args.address else str(stop_old_ray(exp_dir))
-            ray.init(
-                address=args.address,
-                include_dashboard=False,
-                log_to_driver=True,
-                runtime_env=code,
-                _temp_dir=temp_dir,
-            )
-            if temp_dir:
-                ray_session.record(exp_dir)
-            STOP.install()  # Ray's core worker replaces the SIGTERM handler with one that aborts
-            meta.ray_resources = {
-                k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU", "memory")
-            }
-            run_method(exp, splits)
-        except StageInterrupted as err:
-            print(f"[run_search] {err}", file=sys.stderr, flush=True)
-        finally:
-            meta.search_wall_time_s = time.time() - started
-            try:
-                store.write_meta(exp_dir, meta)
-            finally:
-                ray.shutdown()
-                if temp_dir:
-                    ray_session.forget(exp_dir)  # shut down cleanly: nothing is left to stop
-        interrupted = stop_requested()
-    except KeyboardInterrupt:
-        interrupted = True
-    except SystemExit as err:  # ray.init's own SIGTERM handler, while Ray starts: sys.exit(15)
-        if err.code != signal.SIGTERM:
-            raise
-        STOP.signum = STOP.signum or signal.SIGTERM
-        interrupted = True
-    if interrupted:
-        return stopped(exp_dir, args)
-    return conclude(exp, splits, meta, started)
-
-
 def stopped(exp_dir: Path, args: argparse.Namespace) -> int:
     """After a stop signal: say that ``exp_dir`` is unfinished and how to continue it."""
     print(
@@ -544,149 +273,32 @@ def stopped(exp_dir: Path, args: argparse.Namespace) -> int:
     return STOP.exit_code
 
 
-def stop_old_ray(exp_dir: Path) -> Path:
-    """Before Ray starts here: stop what a killed driver of ``exp_dir`` (or of any dead session
-    in Ray's temp folder) left running, prune old session folders; returns that temp folder."""
-    from tuning import ray_session
+class Terminal(logging.Handler):
+    """The driver's log records as the terminal has always shown them: information on stdout as
+    ``[run_search] ...``, warnings on stderr as ``warning: ...``, errors on stderr as
+    ``[run_search] ...``. The streams are looked up at each record (tests redirect them)."""
 
-    ended = ray_session.stop_leftovers(exp_dir / ray_session.RECORD_FILE)
-    root = ray_session.temp_root()
-    swept, removed = ray_session.sweep(root)
-    ended = sorted({*ended, *swept})
-    if ended:
-        print(
-            f"[run_search] stopped {len(ended)} Ray processes left by a killed run (PIDs {ended})",
-            flush=True,
-        )
-    if removed:
-        print(f"[run_search] removed {len(removed)} old Ray session folders from {root}", flush=True)
-    return root
-
-
-def conclude(exp: Any, splits: Any, meta: Any, started: float) -> int:
-    """Score the winners on the test split(s), export the best, write the report."""
-    import numpy as np
-    import torch
-
-    from reports import write_report
-    from tuning import store
-    from tuning.control import control
-    from tuning.hardware import cpu_count
-    from tuning.ranking import control_trial
-    from tuning.trial_config import TrialSettings, trial_config
-    from tuning.winners import export_best, prune_checkpoints, score_winners, untuned_start
-
-    torch.set_num_threads(cpu_count())  # the trials are done: scoring has every core
-    exp_dir = Path(exp.experiment_dir)
-    record = store.read_experiment(exp_dir)
-    metric = exp.search.metric
-    failed = [t for t in record.trials if t.status == "failed"]
-    if record.trials and len(failed) == len(record.trials):
-        return all_failed(exp_dir, failed, meta, started)
-    tests = [s for s in splits if s not in ("train", "validation")]
-    recipe = control_trial(record)
-    also = " and the recipe's trial" if recipe else ""
-    print(f"[run_search] scoring the top {exp.search.top_k} (any seed repeats{also}) on {tests}", flush=True)
-    predictions: dict[tuple[str, str], dict[str, Any]] = {}
-    scores = score_winners(record, splits, metric, exp.search.top_k, recipe, predictions)
-    store.write_scores(exp_dir, scores)
-    labels = {name: np.asarray(splits[name]["label"]) for name in ("validation", *tests)}
-    meta.control = control(record, scores, predictions, labels, recipe, seed=exp.search.seed)
-    if meta.untuned is None:
-        meta.untuned = untuned_start(TrialSettings.from_dict(trial_config(exp)), splits)
-    freed = prune_checkpoints(record, scores, metric)
-    if freed:
-        print(
-            f"[run_search] removed checkpoints no trial needs any more: {freed / 2**20:.0f} MiB freed",
-            flush=True,
-        )
-    top = [s for s in scores if s.role == "top"]
-    if top:
-        meta.best_model = str(export_best(top[0], exp_dir))
-    meta.wall_time_s = time.time() - started
-    meta.finished = bool(top) and all(s.status == "done" for s in record.stages)
-    store.write_meta(exp_dir, meta)
-    report = write_report(exp_dir)
-    print(f"[run_search] report: {report}", flush=True)
-    if not top:
-        print(f"[run_search] {no_model(record, meta)}", file=sys.stderr, flush=True)
-        return 3
-    interrupted = [s.stage for s in record.stages if s.status != "done"]
-    if interrupted:
-        print(
-            f"[run_search] stage {interrupted[0]} did not finish: the report holds the results so far.",
-            file=sys.stderr,
-        )
-        return 130
-    if top:
-        w = top[0]
-        shown = ", ".join(f"{k}={v}" for k, v in w.params.items())
-        print(
-            f"[run_search] best {w.stage}/{w.trial_id}: validation pearson {w.validation.get('pearson', float('nan')):.4f} "
-            f"f1 {w.validation.get('f1', float('nan')):.4f} ({shown})",
-            flush=True,
-        )
-    if failed:
-        print(
-            f"[run_search] {len(failed)} of {len(record.trials)} trials failed; the first: "
-            f"{first_error(failed)}",
-            file=sys.stderr,
-            flush=True,
-        )
-    return 0
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            if record.levelno >= logging.ERROR:
+                stream, line = sys.stderr, f"[run_search] {message}"
+            elif record.levelno >= logging.WARNING:
+                stream, line = sys.stderr, f"warning: {message}"
+            else:
+                stream, line = sys.stdout, f"[run_search] {message}"
+            print(line, file=stream, flush=True)
+        except Exception:  # a closed stream must not stop a search
+            self.handleError(record)
 
 
-def no_model(record: Any, meta: Any) -> str:
-    """Why a search ended without any evaluated trial, with the measured figures and what to change."""
-    budget = next((s.time_budget_s for s in record.stages if s.time_budget_s), None)
-    ended = ", ".join(
-        f"{n} {status}" for status, n in sorted(Counter(t.status for t in record.trials).items())
-    )
-    plan = meta.hardware
-    measured = (
-        f" Measured here: {plan.train_pairs_s:.1f} training pairs/s per trial in {plan.precision} "
-        f"({plan.precision_reason}); the first evaluation comes after ~{plan.first_rung_s:.0f} s."
-        if plan and plan.train_pairs_s
-        else (f" Precision: {plan.precision} ({plan.precision_reason})." if plan else "")
-    )
-    fixes = ["a longer --time-budget" if budget else None, "a smaller --training.eval_every_pairs"]
-    if plan and plan.precision == "bf16" and plan.precision_warning:
-        fixes.append("--training.precision auto (fp32 on this CPU)")
-    return (
-        f"no model: the search ended with no evaluated trial ({len(record.trials)} trials: {ended or 'none started'}"
-        + (f"; time budget {budget:.0f} s" if budget else "")
-        + f").{measured} Nothing was exported; change: {', '.join(f for f in fixes if f)}."
-    )
-
-
-def first_error(failed: list[Any]) -> str:
-    """The first failed trial's error message and where its full log is."""
-    trial = failed[0]
-    from tuning.store import ERROR_FILE
-
-    return (
-        f"{trial.stage}/{trial.trial_id}: {trial.error or 'no message'} (log: {Path(trial.path, ERROR_FILE)})"
-    )
-
-
-def all_failed(exp_dir: Path, failed: list[Any], meta: Any, started: float) -> int:
-    """Every trial failed: write the report, say the first error and where its log is; exit 1.
-
-    The experiment is left unfinished: once the cause is fixed (a full disk, a lost node),
-    ``--resume`` retries the failed trials.
-    """
-    from reports import write_report
-    from tuning import store
-
-    meta.wall_time_s = time.time() - started
-    store.write_meta(exp_dir, meta)
-    report = write_report(exp_dir)
-    print(
-        f"[run_search] all {len(failed)} trials failed (report: {report}); the first: {first_error(failed)}",
-        file=sys.stderr,
-        flush=True,
-    )
-    return 1
+def show_driver_messages() -> None:
+    """Print the ``tuning`` driver's messages (INFO and up) on the terminal, once."""
+    logger = logging.getLogger("tuning")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # Ray configures the root logger in its workers; ours stay ours
+    if not any(isinstance(h, Terminal) for h in logger.handlers):
+        logger.addHandler(Terminal())
 
 
 def report_command(argv: list[str]) -> int:
@@ -696,7 +308,7 @@ def report_command(argv: list[str]) -> int:
     p.add_argument("experiment", help="an experiment folder, <storage>/<name>")
     args = p.parse_args(argv)
     from tuning import ray_session, store
-    from tuning.config import ConfigError
+    from tuning.settings import ConfigError
 
     exp_dir = Path(args.experiment).resolve()
     if not (exp_dir / store.EXPERIMENT_FILE).is_file():
@@ -725,40 +337,37 @@ def report_command(argv: list[str]) -> int:
 
 
 def serve_command(argv: list[str]) -> int:
-    from tuning.serving import ServeSettings, serve
+    from dataclasses import fields
 
-    d = ServeSettings()
+    from tuning.serving import ServeSettings, serve
+    from tuning.serving.app import flag_name
+    from tuning.settings import field_docs, field_kinds
+    from tuning.settings.flags import METAVARS
+
     p = argparse.ArgumentParser(
         prog="run_search.py serve",
         description="Serve an exported best model: a similarity JSON API and a web page.",
     )
     p.add_argument("model_dir", nargs="?", help="the model folder, <storage>/<name>/best_model")
     p.add_argument("--model", help="the model folder (instead of the positional argument)")
-    p.add_argument("--host", default=d.host, help=f"interface to listen on (default: {d.host})")
-    p.add_argument("--port", type=int, default=d.port, help=f"TCP port (default: {d.port})")
-    p.add_argument(
-        "--max-batch-size",
-        type=int,
-        default=d.max_batch_size,
-        help=f"most pairs per forward pass; 1 disables dynamic batching (default: {d.max_batch_size})",
-    )
-    p.add_argument(
-        "--max-wait-ms",
-        type=float,
-        default=d.max_wait_ms,
-        help=f"longest wait (ms) for requests to share a forward pass; 0 disables batching (default: {d.max_wait_ms:g})",
-    )
-    p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N (default: auto)")
+    # Every setting is a flag, generated from ServeSettings: its docstring is the help.
+    defaults, docs, kinds = ServeSettings(), field_docs(ServeSettings), field_kinds(ServeSettings)
+    for f in fields(ServeSettings):
+        default = getattr(defaults, f.name)
+        p.add_argument(
+            flag_name(f.name),
+            dest=f.name,
+            type=kinds[f.name].base,
+            default=default,
+            metavar=METAVARS[kinds[f.name].base],
+            help=f"{help_text(docs.get(f.name, ''))} (default: {default:g})"
+            if isinstance(default, float)
+            else f"{help_text(docs.get(f.name, ''))} (default: {default})",
+        )
     args = p.parse_args(argv)
     if bool(args.model_dir) == bool(args.model):
         p.error("give the model folder once: `serve DIR` or `serve --model DIR`.")
-    settings = ServeSettings(
-        host=args.host,
-        port=args.port,
-        max_batch_size=args.max_batch_size,
-        max_wait_ms=args.max_wait_ms,
-        device=args.device,
-    )
+    settings = ServeSettings(**{f.name: getattr(args, f.name) for f in fields(ServeSettings)})
     return serve(args.model_dir or args.model, settings)
 
 
@@ -767,9 +376,9 @@ COMMANDS = {"report": report_command, "serve": serve_command}
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    from tuning.config import ConfigError
     from tuning.data import DataError
     from tuning.model import ModelError
+    from tuning.settings import ConfigError
     from tuning.store import StorageError
 
     where = argv[1] if argv[:1] == ["report"] and len(argv) > 1 else None  # the folder in use
@@ -777,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] in COMMANDS:
             return COMMANDS[argv[0]](argv[1:])
         STOP.install()
+        show_driver_messages()
         args = parse_args(argv)
         where = args.resume or args.storage
         return run(args)

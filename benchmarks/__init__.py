@@ -71,8 +71,8 @@ def header(title: str, name: str, argv: list[str]) -> str:
         name: the benchmark's name in ``BENCHMARKS``.
         argv: the benchmark's arguments.
     """
-    from tuning.config import gpu_names
     from tuning.hardware import cpu_facts, cpu_model
+    from tuning.settings import gpu_names
 
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     gpus = gpu_names()
@@ -156,11 +156,13 @@ def run_search(
     """
     import yaml
 
+    from tuning.store import EXPERIMENT_FILE, REPORT_FILE
+
     folder = storage / name
-    if reuse and (folder / "report.md").is_file():
+    if reuse and (folder / REPORT_FILE).is_file():
         print(f"[benchmarks] {name}: finished earlier in {folder}, read, not re-run", file=sys.stderr)
         return SearchRun(path=folder, wall_s=float("nan"))
-    resume = reuse and (folder / "experiment.json").is_file()
+    resume = reuse and (folder / EXPERIMENT_FILE).is_file()
     command = [*(driver or (sys.executable, str(REPO / "run_search.py")))]
     if resume:
         print(f"[benchmarks] {name}: left unfinished in {folder}, resumed", file=sys.stderr)

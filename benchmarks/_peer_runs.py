@@ -32,9 +32,9 @@ from benchmarks._peer_trainers import (  # noqa: E402
     trainer,
     training_args,
 )
-from tuning.config import ExperimentConfig, parse_experiment  # noqa: E402
 from tuning.data import load_splits  # noqa: E402
 from tuning.metrics import compute_all  # noqa: E402
+from tuning.settings import ExperimentConfig, parse_experiment  # noqa: E402
 
 SCORED = {"validation": "validation", "korsts_test": "test", "klue_dev": "klue_dev"}
 """Row name -> split of ``load_splits``: what every winner is scored on."""
@@ -48,9 +48,9 @@ def run_ours(exp: ExperimentConfig, raw: dict[str, Any], work: Path, gpu: bool) 
     flags = ("--gpus-per-trial", "0.5") if gpu else ()
     done = run_search(raw, "optuna", work, "search", flags, timeout=24 * 3600)
     record = read_experiment(done.path)
-    rows = [row for trial in record.trials for row in trial.epochs]
+    rows = [row for trial in record.trials for row in trial.reports]
     curve = sorted([float(r["timestamp"]) - T0, float(r["pearson"])] for r in rows if "pearson" in r)
-    epochs = sum(max((float(r["epoch"]) for r in t.epochs), default=0.0) for t in record.trials)
+    epochs = sum(max((float(r["epoch"]) for r in t.reports), default=0.0) for t in record.trials)
     return {
         "trials": len(record.trials),
         "trial_epochs": epochs,

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from tuning.config import ExperimentConfig
 from tuning.metrics import compute_all
+from tuning.settings import ExperimentConfig
 
 BI_OBJECTIVE = "eval_sts-dev_pearson_cosine"  # EmbeddingSimilarityEvaluator(name="sts-dev")
 CROSS_OBJECTIVE = "eval_pearson"  # compute_metrics below

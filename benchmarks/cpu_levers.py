@@ -43,8 +43,8 @@ def run(settings: Any, splits: Any) -> tuple[float, float, float]:
 def measure(args: argparse.Namespace) -> list[list[str]]:
     import datasets
 
-    from tuning.config import DataConfig, ModelConfig, TrainingConfig, shared_dir
     from tuning.data import load_splits
+    from tuning.settings import DataConfig, ModelConfig, TrainingConfig, shared_dir
     from tuning.trial import TrialSettings
 
     data = DataConfig(source="korsts", train_size=args.train_size, validation_size=args.validation_size)

@@ -54,9 +54,9 @@ def summarize(record, target: float) -> dict:
 
     stage = record.stages[0].stage
     spread = seed_spread(stage, record)
-    reached = [epochs_to(t.epochs, target) for t in record.trials]
+    reached = [epochs_to(t.reports, target) for t in record.trials]
     hits = [e for e in reached if e is not None]
-    first = [float(t.epochs[0]["pearson"]) for t in record.trials if t.epochs]
+    first = [float(t.reports[0]["pearson"]) for t in record.trials if t.reports]
     return {
         "spread": spread,
         "epoch1": mean_std(first),

@@ -133,11 +133,11 @@ def ray_trials(record: Any) -> list[RayTrial]:
 
     trials = []
     for t in record.trials:
-        if not t.epochs:
+        if not t.reports:
             continue
         events = EventAccumulator(str(Path(record.path, "tensorboard", Path(t.path).name)))
         events.Reload()
-        trials.append(RayTrial(events.Scalars("validation/pearson")[0].wall_time, t.epochs))
+        trials.append(RayTrial(events.Scalars("validation/pearson")[0].wall_time, t.reports))
     return trials
 
 
@@ -237,9 +237,9 @@ def probe(code: str) -> dict[str, float]:
 
 def plain(config: dict[str, Any], scratch: Path) -> tuple[Timing, int]:
     """The trials one after another in this process; also the pickled size of the data (bytes)."""
-    from tuning.config import parse_experiment
     from tuning.data import load_splits
     from tuning.methods import trial_data
+    from tuning.settings import parse_experiment
     from tuning.trial import TrialSettings, run_training
     from tuning.trial_config import trial_config, with_values
 

@@ -107,7 +107,7 @@ def experiment(path: Path, quick: bool) -> dict[str, Any]:
     ``quick``: 64/32 pairs, 2 trials of 2 epochs, fp32, per-epoch reports, no time budget, one
     winner scored (the caller puts the tiny model's folder in ``model.name_or_path``).
     """
-    from tuning.config import load_experiment
+    from tuning.settings import load_experiment
 
     exp = load_experiment(path)
     if quick:
@@ -127,9 +127,9 @@ def tiny_model(folder: Path, data: dict[str, Any]) -> Path:
     import torch
     from transformers import BertModel
 
-    from tuning.config import DataConfig
     from tuning.data import load_splits
     from tuning.model import build_tiny_tokenizer, tiny_config
+    from tuning.settings import DataConfig
 
     train = load_splits(DataConfig(**data))["train"]
     tokenizer = build_tiny_tokenizer(list(train["sentence1"]) + list(train["sentence2"]), 64)
@@ -333,7 +333,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=6 * 3600, help="seconds per peer at most (default 6 h)")
     args = p.parse_args(argv)
     if args.gpu:
-        from tuning.config import gpu_names
+        from tuning.settings import gpu_names
 
         if not gpu_names():
             p.error("--gpu: this machine has none: drop --gpu.")

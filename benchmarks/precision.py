@@ -35,9 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="builtin:tiny instead of e5-small-ko")
     args: argparse.Namespace = p.parse_args(argv)
 
-    from tuning.config import DataConfig, ModelConfig, TrainingConfig, shared_dir
     from tuning.data import load_splits
     from tuning.hardware import cpu_facts, measure_cpu_bf16_speedup, probe_throughput, resolve_precision
+    from tuning.settings import DataConfig, ModelConfig, TrainingConfig, shared_dir
     from tuning.trial_config import TrialSettings
 
     data = DataConfig(source="korsts", train_size=640, validation_size=128)

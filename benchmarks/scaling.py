@@ -105,7 +105,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.quick:
         args.model, args.train_size, args.validation_size = "tiny", 64, 32
     if args.gpu:
-        from tuning.config import gpu_names
+        from tuning.settings import gpu_names
 
         if not gpu_names():
             p.error("--gpu shares a CUDA GPU among the trials, and this machine has none: drop --gpu.")

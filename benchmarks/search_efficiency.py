@@ -205,7 +205,7 @@ def outcome(key: str, seed: int | None, path: Path) -> Outcome:
     results = [
         (float(row["timestamp"]), float(row.get("pearson", math.nan)))
         for trial in record.trials
-        for row in trial.epochs
+        for row in trial.reports
     ]
     return Outcome(key, seed, len(record.trials), results)
 

@@ -30,10 +30,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tuning.config import ModelConfig, shared_dir
 from tuning.data import read_pairs
 from tuning.serving import export_untrained
 from tuning.serving.launcher import ServerProcess
+from tuning.settings import ModelConfig, shared_dir
 
 Pair = tuple[str, str]
 MODELS: dict[str, Callable[[], ModelConfig]] = {

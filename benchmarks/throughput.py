@@ -147,9 +147,9 @@ def measure(args: argparse.Namespace) -> tuple[list[Result], float, float]:
     import datasets
     import numpy as np
 
-    from tuning.config import DataConfig, ModelConfig, TrainingConfig, shared_dir
     from tuning.data import load_splits
     from tuning.model import encode, load_tokenizer
+    from tuning.settings import DataConfig, ModelConfig, TrainingConfig, shared_dir
     from tuning.trial import TrialSettings
 
     data = DataConfig(source="korsts", train_size=args.train_size, validation_size=args.validation_size)
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     results, setup_s, mean_tokens = measure(args)
-    from tuning.config import TrainingConfig
+    from tuning.settings import TrainingConfig
 
     model = args.model or "e5-small-ko"
     lr = TrainingConfig().learning_rate

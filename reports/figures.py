@@ -14,7 +14,7 @@ from typing import Any
 from reports.importance import METRICS, Importance
 from tuning.metrics import MODES
 from tuning.ranking import Row, ranked
-from tuning.store import TrialRecord, TrialStatus
+from tuning.store import EPOCH, PAIRS, TrialRecord, TrialStatus
 
 COMPARE_PNG = "compare.png"
 CURVES_PNG = "learning_curves.png"
@@ -98,7 +98,7 @@ def curves_figure(
         ``stages`` reported ``metric``.
     """
     by_stage = {
-        s: [t for t in trials if t.stage == s and any(e.get(metric) is not None for e in t.epochs)]
+        s: [t for t in trials if t.stage == s and any(e.get(metric) is not None for e in t.reports)]
         for s in stages
     }
     by_stage = {s: ts for s, ts in by_stage.items() if ts}
@@ -124,16 +124,12 @@ def _draw_stage(
     """One panel: the other trials first (faint), then the recipe, then the winner on top."""
     from matplotlib.lines import Line2D
 
-    x = (
-        "pairs"
-        if all("pairs" in e for t in trials for e in t.epochs if e.get(metric) is not None)
-        else "epoch"
-    )
+    x = PAIRS if all(PAIRS in e for t in trials for e in t.reports if e.get(metric) is not None) else EPOCH
     order = {winner: 2, recipe: 1}
     handles: dict[str, Any] = {}
     ended: set[str] = set()
     for t in sorted(trials, key=lambda t: (order.get(t.trial_id, 0), t.trial_id)):
-        points = [(e[x], e[metric]) for e in t.epochs if e.get(metric) is not None]
+        points = [(e[x], e[metric]) for e in t.reports if e.get(metric) is not None]
         best = max(v for _, v in points) if MODES.get(metric) != "min" else min(v for _, v in points)
         if t.trial_id == winner:
             role = "winner (the recipe)" if t.trial_id == recipe else "winner"
@@ -164,7 +160,7 @@ def _draw_stage(
         fontsize=7,
         loc="lower right",
     )
-    ax.set_xlabel("training pairs seen" if x == "pairs" else "epoch")
+    ax.set_xlabel("training pairs seen" if x == PAIRS else "epoch")
     ax.set_ylabel(f"validation {metric}")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.ticklabel_format(axis="y", useOffset=False)

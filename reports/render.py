@@ -14,7 +14,18 @@ from reports.importance import EVALUATOR, METRICS, Importance, domain_text, expe
 from reports.stages import compare_section, seeds_section, stages_section
 from reports.tables import STATUS_TEXT, fmt, human, ranking_table, table
 from tuning.ranking import Row, pareto_front, rank, to_rows
-from tuning.store import Control, ExperimentRecord, Gap, MachinePlan, TestScore, Untuned, portable
+from tuning.store import (
+    DEVICE,
+    ELAPSED_S,
+    PAIRS,
+    Control,
+    ExperimentRecord,
+    Gap,
+    MachinePlan,
+    TestScore,
+    Untuned,
+    portable,
+)
 
 
 def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
@@ -23,7 +34,7 @@ def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
     rows = to_rows(exp.trials, exp.metric)
     params = sorted({p for s in exp.stages for p in s.searched})
     importances = experiment_importances(exp)
-    out = [f"# Tuning report: {exp.meta.config.get('name', '?')}", ""]
+    out = [f"# Tuning report: {exp.meta.settings.name}", ""]
     out += unreadable_section(exp)  # 0. what this report could not read, before anything it says
     out += summary_section(exp, rows, importances)  # 1. what ran and what won
     out += test_scores_section(exp)  # 2. the winners on the test split(s)
@@ -45,8 +56,8 @@ def shown(exp: ExperimentRecord, value: Any) -> Any:
     """``value`` with machine paths as a reader should see them (``tuning.store.portable``):
     relative to the experiment folder where it is now and where it was when the search ran (a
     moved folder's report names no old location), ``${SHARED}/...`` for the offline data."""
-    config = exp.meta.config
-    recorded = Path(str(config.get("storage", "")), str(config.get("name", "")))
+    settings = exp.meta.settings
+    recorded = Path(settings.storage, settings.name)
     return (
         portable(portable(value, recorded), exp.path) if recorded.is_absolute() else portable(value, exp.path)
     )
@@ -71,14 +82,14 @@ def unreadable_section(exp: ExperimentRecord) -> list[str]:
 def summary_section(exp: ExperimentRecord, rows: list[Row], importances: list[Importance]) -> list[str]:
     """The method, model and data; trial counts; the best by Pearson and by F1; the untuned
     start; how the budget was spent; the most important hyperparameter."""
-    config, meta = exp.meta.config, exp.meta
-    model, data = config.get("model", {}), config.get("data", {})
+    meta = exp.meta
+    settings = meta.settings
     counts = {s: sum(r.status == s for r in rows) for s in STATUS_TEXT}
     best_p = rank(rows, "pearson")[0] if rows else None
     best_f = rank(rows, "f1")[0] if rows else None
     out = [
-        f"- Method: **{config.get('method', '?')}**; model `{shown(exp, model.get('name_or_path', '?'))}` "
-        f"({model.get('architecture', '?')}); data `{data.get('source', '?')}`.",
+        f"- Method: **{settings.method}**; model `{shown(exp, settings.model.name_or_path)}` "
+        f"({settings.model.architecture}); data `{settings.data.source}`.",
         f"- Trials: {len(rows)} ({', '.join(f'{n} {STATUS_TEXT[s]}' for s, n in counts.items() if n)}); "
         f"trial-epochs trained: {sum(r.epochs_run for r in rows):.3g}; wall time: {(meta.wall_time_s or 0) / 60:.1f} min.",
         f"- Trials are ranked by each one's best epoch by validation **{exp.metric}** (the checkpoint it keeps).",
@@ -225,7 +236,7 @@ def reproducibility_section(exp: ExperimentRecord) -> list[str]:
     ):
         if value is not None:
             out.append(f"- {label}: `{value}`")
-    devices = Counter(str(e["device"]) for t in exp.trials for e in t.epochs[:1] if e.get("device"))
+    devices = Counter(str(e[DEVICE]) for t in exp.trials for e in t.reports[:1] if e.get(DEVICE))
     if devices:
         out.append("- Trials trained on: " + ", ".join(f"`{d}` ({n})" for d, n in sorted(devices.items())))
     return [*out, "", "Resolved configuration:", "", "```json", _json(shown(exp, meta.config)), "```", ""]
@@ -263,9 +274,9 @@ def trained_pairs(exp: ExperimentRecord) -> dict[str, int]:
     """``stage/trial_id`` -> training pairs the trial had seen at its last report."""
     out = {}
     for t in exp.trials:
-        last = t.epochs[-1] if t.epochs else {}
-        if last.get("pairs") is not None:
-            out[f"{t.stage}/{t.trial_id}"] = int(last["pairs"])
+        last = t.reports[-1] if t.reports else {}
+        if last.get(PAIRS) is not None:
+            out[f"{t.stage}/{t.trial_id}"] = int(last[PAIRS])
     return out
 
 
@@ -356,16 +367,16 @@ def budget_lines(exp: ExperimentRecord) -> list[str]:
         budget = stage.time_budget_s
         if budget:
             trials = exp.stage_trials(stage.stage)
-            spent = sum(float(t.epochs[-1].get("elapsed_s", 0)) for t in trials if t.epochs)
+            spent = sum(float(t.reports[-1].get(ELAPSED_S, 0)) for t in trials if t.reports)
             ended = "it ended the search" if stage.ended_by == "time_budget" else "the search ended before it"
             out.append(
                 f"- `{stage.stage}`: time budget {budget / 60:.1f} min; {ended}. Trials trained "
                 f"{spent / 60:.1f} trial-minutes in all: "
                 + ", ".join(
-                    f"`{t.trial_id}` {float(t.epochs[-1].get('elapsed_s', 0)) / 60:.1f} min "
-                    f"({int(t.epochs[-1].get('pairs', 0)):,} pairs)"
+                    f"`{t.trial_id}` {float(t.reports[-1].get(ELAPSED_S, 0)) / 60:.1f} min "
+                    f"({int(t.reports[-1].get(PAIRS, 0)):,} pairs)"
                     for t in trials
-                    if t.epochs
+                    if t.reports
                 )
                 + "."
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from tuning.store import ExperimentRecord, StageRecord, TrialRecord
+from tuning.store import TIME_TOTAL_S, ExperimentRecord, StageRecord, TrialRecord
 
 SCORES = ("pearson", "f1")
 
@@ -20,11 +20,11 @@ def mean_std(values: list[float]) -> tuple[float, float, int]:
 
 def stage_cost(stage: StageRecord, trials: list[TrialRecord]) -> dict[str, float]:
     """Compute a stage spent: trial-epochs, CPU- and GPU-seconds reserved, wall seconds."""
-    seconds = [t.epochs[-1].get("time_total_s", 0.0) for t in trials if t.epochs]
+    seconds = [t.reports[-1].get(TIME_TOTAL_S, 0.0) for t in trials if t.reports]
     busy = sum(seconds)
     return {
         "trials": len(trials),
-        "trial_epochs": sum(len(t.epochs) for t in trials),
+        "trial_epochs": sum(len(t.reports) for t in trials),
         "cpu_s": busy * stage.cpus_per_trial,
         "gpu_s": busy * stage.gpus_per_trial,
         "wall_s": (stage.ended or stage.started) - stage.started,

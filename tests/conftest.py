@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tuning.config import SHARED_ENV, DataConfig, shared_dir
+from tuning.settings import SHARED_ENV, DataConfig, shared_dir
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -26,7 +26,7 @@ from benchmarks import (
     spread,
     throughput,
 )
-from tuning.config import SHARED_ENV, parse_experiment, validate
+from tuning.settings import SHARED_ENV, parse_experiment, validate
 from tuning.spaces import check_experiment
 from tuning.store import StageRecord
 
@@ -184,7 +184,7 @@ def test_scaling_refuses_more_trials_at_once_than_cpus():
 
 
 def test_scaling_gpu_flag_needs_a_gpu(capsys):
-    from tuning.config import gpu_names
+    from tuning.settings import gpu_names
 
     if gpu_names():
         assert scaling.parse_args(["--gpu"]).gpu

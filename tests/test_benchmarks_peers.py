@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from benchmarks import BENCHMARKS, REPO, _peer_runs, _peer_trainers, peers
-from tuning.config import load_experiment, parse_experiment, validate
+from tuning.settings import load_experiment, parse_experiment, validate
 
 
 def row(peer: str, curve: list[list[float]], **extra):

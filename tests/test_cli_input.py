@@ -15,7 +15,7 @@ import torch
 
 from run_search import build_experiment, flag_overrides, parse_args
 from tests.conftest import run_cli, run_main
-from tuning.config import SECTIONS, ConfigError
+from tuning.settings import SECTIONS, ConfigError
 
 TINY = "model: {name_or_path: 'builtin:tiny'}\n"
 

@@ -150,7 +150,7 @@ def test_a_tie_at_the_top_is_reported_as_a_tie_not_a_winner():
 def test_the_ranking_shows_each_trials_budget_and_interval():
     record = experiment_record(
         [
-            t.__class__(**{**t.__dict__, "epochs": [{**e, "pairs": 64 * e["epoch"]} for e in t.epochs]})
+            t.__class__(**{**t.__dict__, "reports": [{**e, "pairs": 64 * e["epoch"]} for e in t.reports]})
             for t in TRIALS
         ]
     )

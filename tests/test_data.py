@@ -10,7 +10,6 @@ from pathlib import Path
 import datasets
 import pytest
 
-from tuning.config import REPO_ROOT, DataConfig, shared_dir
 from tuning.data import (
     FORMATS,
     DataError,
@@ -19,6 +18,7 @@ from tuning.data import (
     load_splits,
     read_pairs,
 )
+from tuning.settings import REPO_ROOT, ConfigError, DataConfig, ExperimentConfig, shared_dir, validate
 
 # The third pair has an unbalanced `"`, as KorSTS lines do: a quote-aware reader would join lines.
 PAIRS = [
@@ -387,21 +387,22 @@ def test_a_subset_larger_than_the_split_says_how_many_there_are(tmp_path: Path) 
 @pytest.mark.parametrize(
     ("overrides", "problem"),
     [
-        (
-            {"source": "hub"},
-            r"unknown source 'hub'; known sources: \['files', 'klue-sts', 'korsts'\]",
-        ),
-        ({"train": None}, r"source 'files' needs a train file"),
-        ({"validation_fraction": 0.0}, r"validation_fraction must lie in \(0, 1\), got 0\.0"),
-        ({"validation_fraction": 1.0}, r"validation_fraction must lie in \(0, 1\), got 1\.0"),
-        ({"train_size": 0}, r"train_size must be a positive whole number"),
-        ({"extra_test": {"test": "t.tsv"}}, r"extra_test names \['test'\] clash"),
+        ({"source": "hub"}, r"data.source must be one of \['files', 'klue-sts', 'korsts'\], got 'hub'"),
+        ({"train": None}, r"data.source 'files' needs a train file"),
+        ({"validation_fraction": 0.0}, r"data.validation_fraction must be in \(0, 1\), got 0\.0"),
+        ({"validation_fraction": 1.0}, r"data.validation_fraction must be in \(0, 1\), got 1\.0"),
+        ({"train_size": 0}, r"data.train_size must be >= 1 or null, got 0"),
+        ({"extra_test": {"test": "t.tsv"}}, r"data.extra_test names \['test'\] clash"),
     ],
 )
 def test_an_invalid_config_is_refused(tmp_path: Path, overrides: dict, problem: str) -> None:
+    """The data loader and ``validate`` refuse a data config in the same words (the rules are
+    declared once, on the fields)."""
     cfg = dataclasses.replace(files_config(tmp_path), **overrides)
     with pytest.raises(DataError, match=problem):
         load_splits(cfg)
+    with pytest.raises(ConfigError, match=problem):
+        validate(ExperimentConfig(data=cfg))
 
 
 def test_all_config_problems_are_listed_at_once(tmp_path: Path) -> None:
@@ -512,8 +513,8 @@ def test_korsts_preset_loads_the_shared_files() -> None:
 def test_the_cpu_profiles_test_splits_hold_no_validation_pair(shared) -> None:
     """Held out means held out: no scored pair was used to pick or stop trials (issue 25),
     checked by pair content on the profile's own data config."""
-    from tuning.config import load_experiment
     from tuning.data import load_splits, pair_key
+    from tuning.settings import load_experiment
 
     exp = load_experiment(REPO_ROOT / "search_spaces" / "cpu" / "optuna.yaml")
     splits = load_splits(exp.data)

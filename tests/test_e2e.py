@@ -34,13 +34,13 @@ def test_optuna_smoke_search_writes_a_ranked_report(smoke_run):
     record = read_experiment(smoke_run)
     assert len(record.trials) == 2
     # The CPU profile asks for no GPU: Ray hides any GPU from its trials.
-    assert all(e["device"] == "cpu" for t in record.trials for e in t.epochs)
+    assert all(e["device"] == "cpu" for t in record.trials for e in t.reports)
     assert "- Trials trained on: `cpu` (2)" in report
     assert [s.stage for s in record.stages] == ["optuna"]
     assert record.stages[0].searched == ["batch_size", "learning_rate", "warmup_ratio", "weight_decay"]
     for trial in record.trials:
         assert trial.status in ("finished", "stopped")
-        assert [e["epoch"] for e in trial.epochs] == list(range(1, len(trial.epochs) + 1))
+        assert [e["epoch"] for e in trial.reports] == list(range(1, len(trial.reports) + 1))
         assert f"optuna/{trial.trial_id}" in report
     # The winners are scored on KorSTS test, all of KorSTS dev and KLUE-STS dev.
     assert set(record.test_scores[0].test) == {"test", "korsts_dev_heldout", "klue_dev"}
@@ -172,7 +172,7 @@ def test_losses_and_heads_are_searchable(tmp_path, shared):
     assert sorted(t.params["head"] for t in record.trials if t.stage == "head") == ["multitask", "regression"]
     assert by_stage["head"].carried["loss"].from_stage == "loss"
     for trial in record.trials:
-        assert trial.status == "finished" and all(e["loss"] == e["loss"] for e in trial.epochs)  # no NaN
+        assert trial.status == "finished" and all(e["loss"] == e["loss"] for e in trial.reports)  # no NaN
 
 
 def test_a_moved_experiment_shows_no_machine_path(smoke_run, tmp_path, shared):

@@ -16,12 +16,13 @@ from datasets import DatasetDict
 from sentence_transformers import CrossEncoder, SentenceTransformer
 from transformers import AutoTokenizer
 
-from tuning.config import DataConfig, ModelConfig, TrainingConfig, shared_dir
 from tuning.metrics import compute_all
 from tuning.model import TINY, STSModel, predict
 from tuning.model_card import base_license, model_card
 from tuning.serving.scorer import ServedModel
+from tuning.settings import DataConfig, ModelConfig, TrainingConfig, shared_dir
 from tuning.store import (
+    Best,
     ExperimentMeta,
     ExperimentRecord,
     MachinePlan,
@@ -208,7 +209,7 @@ def test_the_model_card_describes_the_winner(exported):
         assert f"\n## {heading}\n" in body
     row = next(
         r
-        for r in read_experiment(folder.parent).trials[0].epochs
+        for r in read_experiment(folder.parent).trials[0].reports
         if r["pearson"] == winner.validation["pearson"]
     )
     assert f"- The winner trained on `{row['device']}`." in body
@@ -236,10 +237,10 @@ def test_the_model_card_loads_as_a_hugging_face_card(exported):
 
 
 def test_a_hub_model_is_named_as_the_base_model():
-    best = {
-        "config": {"model": {"name_or_path": "klue/roberta-base", "architecture": "cross"}},
-        "test": {"test": {"pearson": 0.9, "f1": 0.8}},
-    }
+    best = Best(
+        config={"model": {"name_or_path": "klue/roberta-base", "architecture": "cross"}},
+        test={"test": {"pearson": 0.9, "f1": 0.8}},
+    )
     card = yaml.safe_load(model_card(best).split("---\n")[1])
     assert card["base_model"] == "klue/roberta-base"
     assert card["license"] == "cc-by-sa-4.0"  # KLUE's models
@@ -252,7 +253,7 @@ def test_a_hub_model_is_named_as_the_base_model():
 
 def test_a_fitted_cosine_map_is_what_the_card_tells_users_to_apply():
     """A ranking loss's bi-encoder scores cosine x scale + shift; the card's code must say so."""
-    best = {"config": {"model": {"name_or_path": "builtin:tiny", "architecture": "bi"}}, "test": {}}
+    best = Best(config={"model": {"name_or_path": "builtin:tiny", "architecture": "bi"}}, test={})
     assert "5 * model.similarity_pairwise(a, b)  # 0-5" in model_card(best)
     card = model_card(best, None, (3.25, -1.5))
     assert "KLUE-STS's 0-5 scale as 3.25 x the cosine - 1.5 of their" in card
@@ -321,13 +322,13 @@ def smoke_record(tmp_path: Path) -> ExperimentRecord:
 def test_a_smoke_test_card_warns_first_and_states_hardware_time_and_versions(tmp_path):
     from huggingface_hub import ModelCard
 
-    best = {
-        "stage": "optuna",
-        "trial_id": "a1",
-        "config": {"model": {"name_or_path": "${SHARED}/models/e5-small-ko", "architecture": "bi"}},
-        "validation": {"pearson": 0.31},
-        "test": {"test": {"pearson": 0.2, "f1": 0.4}},
-    }
+    best = Best(
+        stage="optuna",
+        trial_id="a1",
+        config={"model": {"name_or_path": "${SHARED}/models/e5-small-ko", "architecture": "bi"}},
+        validation={"pearson": 0.31},
+        test={"test": {"pearson": 0.2, "f1": 0.4}},
+    )
     text = model_card(best, smoke_record(tmp_path))
     card = ModelCard(text, ignore_metadata_errors=False)
     assert card.data.license == "mit" and "smoke-test" in card.data.tags
@@ -350,7 +351,7 @@ def test_a_smoke_test_card_warns_first_and_states_hardware_time_and_versions(tmp
 def test_a_card_without_the_experiment_record_still_loads():
     from huggingface_hub import ModelCard
 
-    best = {"config": {"model": {"name_or_path": "klue/roberta-base", "architecture": "bi"}}, "test": {}}
+    best = Best(config={"model": {"name_or_path": "klue/roberta-base", "architecture": "bi"}}, test={})
     card = ModelCard(model_card(best), ignore_metadata_errors=False)
     assert (card.data.license, card.data.base_model, card.data.eval_results) == (
         "cc-by-sa-4.0",

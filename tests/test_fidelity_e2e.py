@@ -44,10 +44,10 @@ def test_asha_counts_pairs_and_stops_trials_between_epochs(tmp_path, shared):
     # Grace 0.25 epoch of 64 pairs, then x2 up to the largest budget of 2 epochs (128 pairs).
     assert stage.asha == AshaBudget(unit="training pairs", grace_period=16, max_t=128, rungs=[16, 32, 64])
     for trial in record.trials:
-        assert [e["pairs"] for e in trial.epochs] == [16 * (i + 1) for i in range(len(trial.epochs))]
+        assert [e["pairs"] for e in trial.reports] == [16 * (i + 1) for i in range(len(trial.reports))]
     stopped = [t for t in record.trials if t.status == "stopped"]
-    assert any(not float(t.epochs[-1]["epoch"]).is_integer() for t in stopped), [
-        (t.trial_id, t.status, t.epochs[-1]["epoch"]) for t in record.trials
+    assert any(not float(t.reports[-1]["epoch"]).is_integer() for t in stopped), [
+        (t.trial_id, t.status, t.reports[-1]["epoch"]) for t in record.trials
     ]
     report = (tmp_path / "runs" / "rungs" / "report.md").read_text(encoding="utf-8")
     assert "ASHA counts training pairs seen: grace period 16 pairs, rungs at 16 (0.25 epochs)" in report
@@ -65,8 +65,8 @@ def test_time_budget_ends_the_search_and_the_report_says_so(tmp_path, shared):
     exp_dir = tmp_path / "runs" / "budget"
     record = read_experiment(exp_dir)
     assert record.stages[0].ended_by == "time_budget"
-    reported = [t for t in record.trials if t.epochs]
-    assert reported and all(t.status == "budget" and t.epochs[-1]["epoch"] < 500 for t in reported)
+    reported = [t for t in record.trials if t.reports]
+    assert reported and all(t.status == "budget" and t.reports[-1]["epoch"] < 500 for t in reported)
     meta = json.loads((exp_dir / "experiment.json").read_text())
     assert meta["finished"] is True
     assert (exp_dir / "best_model").is_dir()

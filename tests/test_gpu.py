@@ -45,10 +45,10 @@ def test_fractional_gpus_run_trials_side_by_side_on_one_gpu(tmp_path):
     exp = tmp_path / "fractional"
     record = read_experiment(exp)
     assert len(record.trials) == 2  # a smoke test's budget
-    assert all(e["device"] == "cuda:0" for t in record.trials for e in t.epochs)
+    assert all(e["device"] == "cuda:0" for t in record.trials for e in t.reports)
     # Packed on one GPU: some trials were running at the same time.
     spans = sorted(
-        (t.epochs[0]["timestamp"] - t.epochs[0]["time_total_s"], t.epochs[-1]["timestamp"])
+        (t.reports[0]["timestamp"] - t.reports[0]["time_total_s"], t.reports[-1]["timestamp"])
         for t in record.trials
     )
     assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans)), spans

@@ -11,8 +11,8 @@ import pytest
 from run_search import build_experiment, parse_args
 from tests.conftest import run_cli
 from tuning import hardware
-from tuning.config import SearchConfig, TrainingConfig
 from tuning.hardware import CpuFacts, resolve_precision, resolve_resources
+from tuning.settings import SearchConfig, TrainingConfig
 
 NATIVE = CpuFacts(capability="AVX512", avx512_bf16=True, amx=False, onednn_bf16=True)
 AMX = CpuFacts(capability="AVX512", avx512_bf16=False, amx=True, onednn_bf16=True)
@@ -132,7 +132,7 @@ def test_a_smoke_test_without_a_profile_runs_on_a_cpu_only_machine(tmp_path: Pat
 
 
 def tiny_settings(**training: object):
-    from tuning.config import DataConfig, ModelConfig
+    from tuning.settings import DataConfig, ModelConfig
     from tuning.trial_config import TrialSettings
 
     return TrialSettings(

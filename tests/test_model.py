@@ -10,7 +10,6 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification
 
-from tuning.config import ModelConfig, shared_dir
 from tuning.model import (
     TINY,
     ModelError,
@@ -22,6 +21,7 @@ from tuning.model import (
     load_tokenizer,
     predict,
 )
+from tuning.settings import ModelConfig, shared_dir
 
 PAIRS = [
     ("비행기가 이륙하고 있다.", "비행기가 이륙한다.", 5.0, 1),

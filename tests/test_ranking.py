@@ -42,7 +42,7 @@ def test_to_rows_takes_each_trials_best_epoch_by_the_metric() -> None:
             "a",
             "optuna",
             {"learning_rate": 1e-5},
-            epochs=[
+            reports=[
                 epoch(1, 0.5, 0.6, spearman=0.4, mse=2.0, loss=0.3),
                 epoch(2, 0.7, 0.5, spearman=0.6, mse=1.5, loss=0.2),
             ],
@@ -80,7 +80,7 @@ def test_to_rows_takes_each_trials_best_epoch_by_the_metric() -> None:
 
 
 def test_to_rows_by_mse_takes_the_lowest_and_skips_a_missing_metric() -> None:
-    t = TrialRecord("a", "s", {}, epochs=[epoch(1, 0.5, None, mse=2.0), epoch(2, 0.4, None, mse=1.0)])
+    t = TrialRecord("a", "s", {}, reports=[epoch(1, 0.5, None, mse=2.0), epoch(2, 0.4, None, mse=1.0)])
     (r,) = to_rows([t], "mse")
     assert r.best_epoch == 2
     assert r.metrics == {"pearson": 0.4, "mse": 1.0}
@@ -142,7 +142,7 @@ def test_rank_of_nothing_is_nothing() -> None:
 
 def scored(trial_id: str, stage: str, pearson: float | None, mse: float | None = None) -> TrialRecord:
     epochs = [] if pearson is None else [{"epoch": 1, "pearson": pearson, "mse": mse}]
-    return TrialRecord(trial_id, stage, {}, epochs=epochs, planned_epochs=1, status="finished")
+    return TrialRecord(trial_id, stage, {}, reports=epochs, planned_epochs=1, status="finished")
 
 
 def experiment(trials: list[TrialRecord]) -> ExperimentRecord:

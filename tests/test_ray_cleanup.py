@@ -110,6 +110,31 @@ def test_nothing_is_stopped_while_the_recorded_driver_runs(tmp_path, children):
     assert worker.poll() is None and session.is_dir()
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"session_dir": "/s", "driver": {"pid": 1}',  # torn
+        "[]",
+        '{"session_dir": "/s", "driver": {"pid": 1}}',  # no processes: not a record of ours
+        '{"session_dir": "/s", "driver": {"pid": 1}, "processes": [], "cluster": "x"}',  # another tool's
+    ],
+)
+def test_a_record_that_is_not_ours_is_no_session_to_stop(tmp_path, text):
+    path = tmp_path / ray_session.RECORD_FILE
+    path.write_text(text)
+    assert ray_session.read_record(path) is None
+    assert ray_session.stop_leftovers(path) == [] and ray_session.running_driver(tmp_path) is None
+    (tmp_path / "driver.json").write_text(text)
+    assert ray_session.running_driver(tmp_path) is None
+
+
+def test_the_driver_record_keeps_its_format(tmp_path):
+    ray_session.claim(tmp_path)
+    me = json.loads((tmp_path / "driver.json").read_text())
+    assert me["pid"] == os.getpid() and set(me) == {"pid", "name", "started"}
+    assert ray_session.running_driver(tmp_path) is None  # the caller is never "another" driver
+
+
 def test_sweep_stops_dead_sessions_leftovers_and_keeps_the_newest_dead_folders(tmp_path, children):
     live = session_folder(tmp_path, "2025-12-31", os.getpid())  # the oldest, but its driver runs
     dead = [session_folder(tmp_path, f"2026-01-0{day}", dead_pid()) for day in range(1, 5)]

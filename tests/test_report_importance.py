@@ -35,7 +35,7 @@ def trial(i: int, pearson: float | None, f1: float | None = None, **params: Any)
     epochs = (
         [] if pearson is None else [{"epoch": 1, "pearson": pearson, "f1": f1 if f1 is not None else pearson}]
     )
-    return TrialRecord(f"t{i:02d}", "optuna", params, epochs=epochs, planned_epochs=1, status="finished")
+    return TrialRecord(f"t{i:02d}", "optuna", params, reports=epochs, planned_epochs=1, status="finished")
 
 
 def lr_decides(n: int = 12) -> list[TrialRecord]:
@@ -85,7 +85,7 @@ def test_importance_is_deterministic() -> None:
 def test_importance_per_metric_follows_that_metric() -> None:
     """F1 decided by the batch size, Pearson by the learning rate."""
     trials = [
-        trial(i, t.epochs[0]["pearson"], 0.9 if t.params["batch_size"] == 32 else 0.3, **t.params)
+        trial(i, t.reports[0]["pearson"], 0.9 if t.params["batch_size"] == 32 else 0.3, **t.params)
         for i, t in enumerate(lr_decides())
     ]
     imp = stage_importance(STAGE, trials)
@@ -125,7 +125,7 @@ def test_equal_scores_are_skipped_with_the_reason() -> None:
 
 
 def test_a_metric_with_equal_scores_is_left_out_with_a_note() -> None:
-    trials = [trial(i, t.epochs[0]["pearson"], 0.6, **t.params) for i, t in enumerate(lr_decides())]
+    trials = [trial(i, t.reports[0]["pearson"], 0.6, **t.params) for i, t in enumerate(lr_decides())]
     imp = stage_importance(STAGE, trials)
     assert set(imp.values) == {"pearson"}
     assert imp.notes == ["f1: all 12 trials scored the same."]

@@ -61,7 +61,7 @@ TRIALS = [
         "aaaa",
         "optuna",
         {"learning_rate": 1e-5},
-        epochs=[epoch(1, 0.7, 0.6), epoch(2, 0.8, 0.65), epoch(3, 0.78, 0.7)],
+        reports=[epoch(1, 0.7, 0.6), epoch(2, 0.8, 0.65), epoch(3, 0.78, 0.7)],
         planned_epochs=3,
         status="finished",
     ),
@@ -69,7 +69,7 @@ TRIALS = [
         "bbbb",
         "optuna",
         {"learning_rate": 2e-4},
-        epochs=[epoch(1, 0.6, 0.75)],
+        reports=[epoch(1, 0.6, 0.75)],
         planned_epochs=3,
         status="stopped",
     ),
@@ -254,7 +254,8 @@ def test_read_experiment_classifies_every_trial(storage: Path) -> None:
     trials = {t.trial_id: t for t in read_experiment(storage).trials}
     assert set(trials) == {"aaaa", "bbbb", "cccc", "dddd", "eeee"}
     got = {
-        i: (t.stage, t.status, len(t.epochs), t.planned_epochs, t.retries, t.error) for i, t in trials.items()
+        i: (t.stage, t.status, len(t.reports), t.planned_epochs, t.retries, t.error)
+        for i, t in trials.items()
     }
     assert got == {
         "aaaa": ("optuna", "finished", 3, 3, 0, None),
@@ -268,8 +269,8 @@ def test_read_experiment_classifies_every_trial(storage: Path) -> None:
 def test_read_trial_keeps_searched_params_and_the_latest_report_of_an_epoch(storage: Path) -> None:
     trials = {t.trial_id: t for t in read_experiment(storage).trials}
     assert trials["aaaa"].params == {"batch_size": 8, "learning_rate": 1e-5}
-    assert [e["epoch"] for e in trials["dddd"].epochs] == [1, 2, 3]
-    assert trials["dddd"].epochs[0]["pearson"] == 0.35
+    assert [e["epoch"] for e in trials["dddd"].reports] == [1, 2, 3]
+    assert trials["dddd"].reports[0]["pearson"] == 0.35
     assert trials["aaaa"].path == str(storage / "optuna" / "optuna_aaaa")
 
 
@@ -332,7 +333,7 @@ def importance_record() -> ExperimentRecord:
             f"t{i:02d}",
             "optuna",
             {"batch_size": (8, 16)[i * 7 % 3 % 2], "learning_rate": 10 ** (-5 + 2 * i / 11)},
-            epochs=[epoch(1, 0.9 - abs(i - 8) / 12, 0.5)],
+            reports=[epoch(1, 0.9 - abs(i - 8) / 12, 0.5)],
             planned_epochs=1,
             status="finished",
         )

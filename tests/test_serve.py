@@ -25,7 +25,6 @@ import psutil
 import pytest
 from transformers import AutoTokenizer
 
-from tuning.config import REPO_ROOT, ConfigError, ModelConfig
 from tuning.model import ModelError, STSModel, predict
 from tuning.serving import (
     MAX_BATCH_PAIRS,
@@ -40,6 +39,7 @@ from tuning.serving import (
 from tuning.serving.app import TEXT_PATTERN
 from tuning.serving.launcher import ServerProcess
 from tuning.serving.page import DIFFERENT_TEXT, SIMILAR_TEXT, load_template, render_page
+from tuning.settings import REPO_ROOT, ConfigError, ModelConfig
 
 PAIRS = [
     ("한 남자가 말을 타고 있다.", "사람이 말을 탄다."),

@@ -17,10 +17,10 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tuning.config import ModelConfig
 from tuning.serving import export_untrained
 from tuning.serving.launcher import ServerProcess
 from tuning.serving.page import SIMILAR_TEXT
+from tuning.settings import ModelConfig
 
 APT = "apt-get update && apt-get install -y chromium fonts-nanum"
 # Playwright already passes --headless, --no-sandbox, --no-first-run, --disable-sync,

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tuning.config import ConfigError, load_experiment
 from tuning.schedules import SCHEDULES
+from tuning.settings import ConfigError, load_experiment
 from tuning.spaces import check_experiment, grid_size, has_grid, to_tune
 
 REPO = Path(__file__).resolve().parent.parent
@@ -343,7 +343,7 @@ def test_shipped_spaces_convert(path: Path) -> None:
 
 
 def _exp(**raw):
-    from tuning.config import parse_experiment
+    from tuning.settings import parse_experiment
 
     return parse_experiment({"model": {"name_or_path": "builtin:tiny"}, **raw}, "space.yaml")
 

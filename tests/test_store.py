@@ -14,9 +14,13 @@ from typing import Any
 
 import pytest
 
+from tuning import store
 from tuning.ranking import best_trials, ranked
+from tuning.settings import TrainingConfig
 from tuning.store import (
+    BEST_FILE,
     AshaBudget,
+    Best,
     Carried,
     CompareRecord,
     ExperimentMeta,
@@ -27,11 +31,14 @@ from tuning.store import (
     TrialRecord,
     Untuned,
     Winner,
+    portable,
+    read_best,
     read_experiment,
     read_record,
     read_stage,
     read_stage_trials,
     read_trial_ends,
+    write_best,
     write_json,
     write_scores,
     write_stage,
@@ -112,7 +119,7 @@ def test_the_stored_trials_load_with_how_each_ended() -> None:
         "d44ae_00000": ("completed", 2.0),
         "d44ae_00001": ("completed", 1.0),
     }
-    got = {(t.stage, t.trial_id): (t.status, len(t.epochs), t.planned_epochs) for t in record.trials}
+    got = {(t.stage, t.trial_id): (t.status, len(t.reports), t.planned_epochs) for t in record.trials}
     assert got == {
         ("grid-learning_rate", "c8318_00000"): ("finished", 2, 2),
         ("grid-learning_rate", "c8318_00001"): ("finished", 2, 2),
@@ -272,14 +279,14 @@ def test_a_write_cut_off_midway_keeps_the_old_file_and_leaves_no_tmp(tmp_path: P
 
 
 def test_best_is_the_report_with_the_highest_metric() -> None:
-    t = TrialRecord("a", "s", {}, epochs=[epoch(1, 0.5, 0.9), epoch(2, 0.7, 0.6), epoch(3, 0.6, 0.7)])
+    t = TrialRecord("a", "s", {}, reports=[epoch(1, 0.5, 0.9), epoch(2, 0.7, 0.6), epoch(3, 0.6, 0.7)])
     assert t.best("pearson")["epoch"] == 2
     assert t.best("f1")["epoch"] == 1
 
 
 def test_best_by_mse_is_the_lowest() -> None:
     t = TrialRecord(
-        "a", "s", {}, epochs=[{"epoch": 1, "mse": 2.0}, {"epoch": 2, "mse": 1.5}, {"epoch": 3, "mse": 1.8}]
+        "a", "s", {}, reports=[{"epoch": 1, "mse": 2.0}, {"epoch": 2, "mse": 1.5}, {"epoch": 3, "mse": 1.8}]
     )
     assert t.best("mse")["epoch"] == 2
 
@@ -288,18 +295,18 @@ def test_best_by_mse_is_the_lowest() -> None:
 def test_best_takes_the_earliest_report_on_ties(metric: str, earliest_best: int) -> None:
     # pearson (higher is better) ties at 0.8 in epochs 2 and 3; mse (lower) at 0.5 in 1 and 4.
     values = [0.5, 0.8, 0.8, 0.5]
-    t = TrialRecord("a", "s", {}, epochs=[{"epoch": i, metric: v} for i, v in enumerate(values, start=1)])
+    t = TrialRecord("a", "s", {}, reports=[{"epoch": i, metric: v} for i, v in enumerate(values, start=1)])
     assert t.best(metric)["epoch"] == earliest_best
 
 
 def test_best_skips_reports_without_the_metric() -> None:
-    t = TrialRecord("a", "s", {}, epochs=[epoch(1, None, 0.9), epoch(2, 0.1, 0.2)])
+    t = TrialRecord("a", "s", {}, reports=[epoch(1, None, 0.9), epoch(2, 0.1, 0.2)])
     assert t.best("pearson")["epoch"] == 2
 
 
 @pytest.mark.parametrize("epochs", [[], [epoch(1, None, 0.5)]], ids=["no-epochs", "metric-never-reported"])
 def test_best_is_none_without_a_scored_report(epochs: list[dict[str, Any]]) -> None:
-    assert TrialRecord("a", "s", {}, epochs=epochs).best("pearson") is None
+    assert TrialRecord("a", "s", {}, reports=epochs).best("pearson") is None
 
 
 def test_checkpoint_is_the_best_reports_folder_if_storage_holds_it(tmp_path: Path) -> None:
@@ -308,7 +315,7 @@ def test_checkpoint_is_the_best_reports_folder_if_storage_holds_it(tmp_path: Pat
         epoch(1, 0.5, 0.5, checkpoint_dir_name="checkpoint_000000"),
         epoch(2, 0.7, 0.4, checkpoint_dir_name="checkpoint_000001"),
     ]
-    t = TrialRecord("a", "s", {}, epochs=epochs, path=str(tmp_path))
+    t = TrialRecord("a", "s", {}, reports=epochs, path=str(tmp_path))
     assert t.checkpoint("pearson") == str(tmp_path / "checkpoint_000001")
     # Ray kept only the best checkpoint by pearson; the best by f1 is gone.
     assert t.checkpoint("f1") is None
@@ -332,3 +339,109 @@ def test_a_searched_eval_every_pairs_of_an_older_stage_json_loads_as_not_fixed()
         record = StageRecord.model_validate({"stage": "s", "status": "done", "eval_every_pairs": stored})
         assert record.eval_every_pairs is None
     assert StageRecord(stage="s", status="done", eval_every_pairs=720).eval_every_pairs == 720
+
+
+# --- the resolved config, typed ------------------------------------------------------------------
+
+
+def test_the_stored_config_reads_typed() -> None:
+    settings = read_experiment(FIXTURE).meta.settings
+    assert (settings.name, settings.method, settings.methods) == ("fx", "compare", ["grid"])
+    assert (settings.model.architecture, settings.training.batch_size, settings.search.top_k) == ("bi", 16, 2)
+    assert settings.smoke_test is True and settings.search.start_from_recipe is True
+
+
+def test_a_config_this_version_does_not_wholly_read_gives_what_it_can() -> None:
+    """A key of another version or a mistyped value is left out (its default is read), so a
+    report of the folder can still be rebuilt; the rest reads as stored."""
+    meta = ExperimentMeta(
+        config={
+            "name": "old",
+            "retired": 1,
+            "model": "bi",
+            "training": {"batch_size": 8, "learning_rate": "fast", "old_field": 2},
+            "search": {"metric": "f1"},
+        }
+    )
+    settings = meta.settings
+    assert (settings.name, settings.training.batch_size, settings.search.metric) == ("old", 8, "f1")
+    assert settings.training.learning_rate == TrainingConfig().learning_rate
+    assert settings.model.architecture == "cross"  # the section could not be read: its defaults
+    assert meta.metric == "f1"
+
+
+def test_a_config_from_before_start_from_recipe_started_from_no_recipe() -> None:
+    assert ExperimentMeta(config={"search": {"metric": "pearson"}}).settings.search.start_from_recipe is False
+    assert ExperimentMeta(config={"search": {"start_from_recipe": True}}).settings.search.start_from_recipe
+
+
+# --- best.json --------------------------------------------------------------------------------
+
+
+def test_best_json_is_written_as_export_best_always_wrote_it(tmp_path: Path) -> None:
+    winner = read_experiment(FIXTURE).test_scores[0]
+    config = {"model": {"max_length": 64}, "training": {"num_epochs": 2}}
+    best = Best.of(winner, config, FIXTURE)
+    write_best(tmp_path, best)
+    stored = json.loads((tmp_path / BEST_FILE).read_text(encoding="utf-8"))
+    before = portable({**winner.model_dump(mode="json"), "config": config}, FIXTURE)  # before 2026-12-04
+    assert stored == before and list(stored) == list(before)
+    assert read_best(tmp_path) == best and best.trial_id == winner.trial_id
+    assert read_best(tmp_path / "elsewhere") is None  # a folder without one
+
+
+def test_best_json_of_an_untrained_export_holds_only_what_it_was_given(tmp_path: Path) -> None:
+    write_best(tmp_path, Best(trial_id="untrained", validation={}, config={"model": {"max_length": 32}}))
+    stored = json.loads((tmp_path / BEST_FILE).read_text(encoding="utf-8"))
+    assert stored == {"trial_id": "untrained", "validation": {}, "config": {"model": {"max_length": 32}}}
+    best = read_best(tmp_path)
+    assert best is not None and best.test is None and best.stage is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "is not valid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"trial_id": "a", "new_field": 1}', "'new_field': a key this version does not know"),
+        ('{"validation": {"pearson": "high"}}', "'validation.pearson'"),
+    ],
+)
+def test_a_damaged_best_json_is_refused_naming_it_and_the_field(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    (tmp_path / BEST_FILE).write_text(text, encoding="utf-8")
+    with pytest.raises(StorageError) as err:
+        read_best(tmp_path)
+    assert str(tmp_path / BEST_FILE) in str(err.value) and message in str(err.value), str(err.value)
+
+
+# --- names Ray Tune chooses, and the modules the store needs -----------------------------------
+
+
+def test_the_names_of_rays_files_and_report_keys_are_rays() -> None:
+    from ray.air.constants import EXPR_ERROR_FILE, EXPR_PARAM_FILE, EXPR_RESULT_FILE, TIMESTAMP
+    from ray.train.constants import CHECKPOINT_DIR_NAME
+    from ray.tune.result import TIME_TOTAL_S, TRIAL_ID
+
+    assert (store.PARAMS_FILE, store.RESULT_FILE, store.ERROR_FILE) == (
+        EXPR_PARAM_FILE,
+        EXPR_RESULT_FILE,
+        EXPR_ERROR_FILE,
+    )
+    assert (store.TRIAL_ID, store.CHECKPOINT_DIR_NAME, store.TIME_TOTAL_S, store.TIMESTAMP) == (
+        TRIAL_ID,
+        CHECKPOINT_DIR_NAME,
+        TIME_TOTAL_S,
+        TIMESTAMP,
+    )
+
+
+def test_the_store_imports_none_of_the_modules_that_import_it() -> None:
+    """The store is the bottom layer: the trial config's reader lives in it (no import cycle)."""
+    import subprocess
+    import sys
+
+    code = "import sys, tuning.store; print(sorted(m for m in sys.modules if m.startswith('tuning.')))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "['tuning.metrics', 'tuning.store']"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tuning.config import DataConfig, ModelConfig, TrainingConfig
+from tuning.settings import DataConfig, ModelConfig, TrainingConfig
 from tuning.trial import HPARAM_METRICS, TrialSettings, run_training, tensorboard_hparams
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from tuning.config import DataConfig, ModelConfig, TrainingConfig
 from tuning.model import STSModel, predict
+from tuning.settings import DataConfig, ModelConfig, TrainingConfig
 from tuning.trial import REPORTED, Fidelity, TrialSettings, fit_score_map, run_training, target_transform
 from tuning.winners import load_checkpoint
 

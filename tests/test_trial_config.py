@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from ray import tune
 
-from tuning.config import ExperimentConfig
+from tuning.settings import ExperimentConfig
 from tuning.trial_config import (
     TrialSettings,
     normalize,

@@ -38,7 +38,7 @@ def test_a_trial_keeps_only_its_best_epochs_checkpoint(tmp_path):
     for name in ("checkpoint_000001", "checkpoint_000002"):
         (Path(t.path) / name).mkdir()
         (Path(t.path) / name / "model.safetensors").write_bytes(b"x" * 10)
-    t.epochs = [
+    t.reports = [
         {"epoch": 1, "pearson": 0.5, "checkpoint_dir_name": "checkpoint_000000"},
         {"epoch": 2, "pearson": 0.7, "checkpoint_dir_name": "checkpoint_000001"},
         {"epoch": 3, "pearson": 0.6, "checkpoint_dir_name": "checkpoint_000002"},
@@ -50,7 +50,7 @@ def test_a_trial_keeps_only_its_best_epochs_checkpoint(tmp_path):
 def test_an_unfinished_trial_keeps_every_checkpoint_for_resume(tmp_path):
     t = trial(tmp_path, "a", "incomplete")
     (Path(t.path) / "checkpoint_000001").mkdir()
-    t.epochs = [
+    t.reports = [
         {"epoch": 1, "pearson": 0.7, "checkpoint_dir_name": "checkpoint_000000"},
         {"epoch": 2, "pearson": 0.6, "checkpoint_dir_name": "checkpoint_000001"},
     ]

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from tuning.store import Control, ExperimentRecord, Gap, TestScore
+from tuning.store import PAIRS, Control, ExperimentRecord, Gap, TestScore
 
 RESAMPLES = 2000
 """Bootstrap resamples: the interval's ends move by about 0.001 Pearson between seeds at 2000."""
@@ -120,4 +120,4 @@ def _pairs(record: ExperimentRecord, score: TestScore) -> int | None:
     """Training pairs seen at the scored checkpoint of ``score``'s trial."""
     trial = next((t for t in record.trials if (t.stage, t.trial_id) == (score.stage, score.trial_id)), None)
     best = trial.best(record.metric) if trial else None
-    return int(best["pairs"]) if best and best.get("pairs") is not None else None
+    return int(best[PAIRS]) if best and best.get(PAIRS) is not None else None

@@ -19,7 +19,7 @@ from typing import cast
 
 import datasets
 
-from tuning.config import SHARED_ENV, DataConfig, shared_dir
+from tuning.settings import SHARED_ENV, DataConfig, data_problems, shared_dir
 
 CANONICAL = ("sentence1", "sentence2", "label", "binary_label")
 _DTYPES = ("string", "string", "float32", "int64")
@@ -326,24 +326,9 @@ SOURCES: dict[str, Callable[[DataConfig], dict[str, list[dict]]]] = {
 
 
 def _check(cfg: DataConfig) -> None:
-    """Raise one DataError listing every problem of the data config."""
-    problems = []
-    if cfg.source not in SOURCES:
-        problems.append(f"unknown source {cfg.source!r}; known sources: {sorted(SOURCES)}")
-    if cfg.source == "files" and not cfg.train:
-        problems.append("source 'files' needs a train file (data.train or --data)")
-    if cfg.source == "klue-sts" and (cfg.train or cfg.validation or cfg.test):
-        problems.append("source 'klue-sts' takes its splits from the Hub; name files with 'files'")
-    fraction = cfg.validation_fraction
-    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
-        problems.append(f"validation_fraction must lie in (0, 1), got {fraction!r}")
-    for name in ("train_size", "validation_size"):
-        size = getattr(cfg, name)
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-            problems.append(f"{name} must be a positive whole number or unset, got {size!r}")
-    clashes = sorted({"train", "validation", "test"} & set(cfg.extra_test))
-    if clashes:
-        problems.append(f"extra_test names {clashes} clash with the splits train/validation/test")
+    """Raise one DataError listing every problem of the data config (the rules the settings
+    declare, in the words ``validate`` uses: a config built without it is refused alike)."""
+    problems = data_problems(cfg)
     if problems:
         raise DataError("invalid data config:\n" + "\n".join(f"  {p}" for p in problems))
 

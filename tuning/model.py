@@ -40,7 +40,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from tuning.config import ModelConfig
+from tuning.settings import ModelConfig
 
 TINY = "builtin:tiny"
 META_FILE = "sts_model.json"

@@ -5,8 +5,8 @@ model-index with the test scores; what ``huggingface_hub.ModelCard`` reads), the
 smoke-test model, a warning that it is one; the intended use and limitations, the base model,
 the data, the search that chose the model, its validation and test metrics, the hardware, the
 training time, the framework versions, and how to load it. Built from what the export already
-holds: the winner's record (``best.json``) and the experiment's record. No machine path: the
-code refers to the folder as ``best_model``, its name in the experiment folder.
+holds: the winner's record (``best.json``, ``tuning.store.Best``) and the experiment's record.
+No machine path: the code refers to the folder as ``best_model``, its name in the experiment folder.
 """
 
 from __future__ import annotations
@@ -14,12 +14,15 @@ from __future__ import annotations
 import contextlib
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from tuning.store import ExperimentRecord
+from tuning.store import DEVICE, ELAPSED_S, PAIRS, Best, ExperimentRecord
 from tuning.trial_config import TrialSettings
+
+if TYPE_CHECKING:
+    from tuning.settings import ExperimentConfig
 
 METRICS = ("pearson", "spearman", "f1", "mse")
 HF_METRICS = {"pearson": "pearsonr", "spearman": "spearmanr", "f1": "f1"}
@@ -57,7 +60,7 @@ other base model's card says ``unknown``, Hugging Face's id for a licence not st
 
 
 def model_card(
-    best: dict[str, Any],
+    best: Best,
     experiment: ExperimentRecord | None = None,
     score_map: tuple[float, float] = (5.0, 0.0),
 ) -> str:
@@ -72,11 +75,11 @@ def model_card(
             model's ``target_scale`` / ``target_shift``; fitted when a scale-free loss
             such as CoSENT trained it).
     """
-    settings = TrialSettings.from_dict(best.get("config") or {})
-    config = experiment.meta.config if experiment else {}
+    settings = TrialSettings.from_dict(best.config)
+    resolved = experiment.meta.settings if experiment else None
     sizes = experiment.meta.data_sizes if experiment else {}
-    name = config.get("name") or "experiment"
-    test_size = is_test_size(settings, config)
+    name = resolved.name if resolved else "experiment"
+    test_size = is_test_size(settings, resolved)
     bi = settings.model.architecture == "bi"
     front = _front_matter(best, settings, name, test_size)
     lines = [
@@ -84,7 +87,7 @@ def model_card(
         yaml.safe_dump(front, sort_keys=False, allow_unicode=True).rstrip(),
         "---",
         "",
-        *(_test_size_warning(settings, config) if test_size else []),
+        *(_test_size_warning(settings, resolved) if test_size else []),
         f"# Korean STS {'bi-encoder' if bi else 'cross-encoder'}: best model of `{name}`",
         "",
         "Scores the semantic similarity of two Korean sentences on KLUE-STS's 0-5 scale "
@@ -97,7 +100,7 @@ def model_card(
         *_intended_use(settings, test_size),
         *_base_model(settings, front["license"]),
         *_data(settings, sizes),
-        *_search(best, config, experiment),
+        *_search(best, experiment),
         *_results(best),
         *_hardware(best, experiment),
         *_training_time(best, experiment),
@@ -123,10 +126,10 @@ def base_license(name_or_path: str) -> str:
     return next((lic for prefix, lic in LICENSES.items() if name.startswith(prefix)), "unknown")
 
 
-def is_test_size(settings: TrialSettings, config: dict[str, Any]) -> bool:
-    """A smoke test's model (``smoke_test`` in the experiment's config), or one built in code
-    (``builtin:tiny``): a few weights trained on a few pairs, for tests only."""
-    return bool(config.get("smoke_test")) or settings.model.name_or_path.startswith("builtin:")
+def is_test_size(settings: TrialSettings, resolved: ExperimentConfig | None = None) -> bool:
+    """A smoke test's model (``smoke_test`` in the experiment's config ``resolved``), or one built
+    in code (``builtin:tiny``): a few weights trained on a few pairs, for tests only."""
+    return bool(resolved and resolved.smoke_test) or settings.model.name_or_path.startswith("builtin:")
 
 
 def _is_hub_id(name: str) -> bool:
@@ -138,15 +141,13 @@ def _dataset(source: str, split: str) -> tuple[str, str, str, str]:
     return DATASETS.get((source, split), (split, split, "", split))
 
 
-def _front_matter(
-    best: dict[str, Any], settings: TrialSettings, name: str, test_size: bool
-) -> dict[str, Any]:
+def _front_matter(best: Best, settings: TrialSettings, name: str, test_size: bool) -> dict[str, Any]:
     bi = settings.model.architecture == "bi"
     source = settings.data.source
     kind = ["sentence-similarity", "feature-extraction"] if bi else ["cross-encoder", "text-classification"]
     task = "sentence-similarity" if bi else "text-classification"
     results = []
-    for split, metrics in (best.get("test") or {}).items():
+    for split, metrics in (best.test or {}).items():
         readable, hub_id, hub_config, hub_split = _dataset(source, split)
         dataset = {"name": readable, "type": hub_id, "split": hub_split}
         if hub_config:
@@ -166,7 +167,7 @@ def _front_matter(
     front: dict[str, Any] = {"license": base_license(settings.model.name_or_path)}
     if _is_hub_id(settings.model.name_or_path):
         front["base_model"] = settings.model.name_or_path
-    used = ("train", *(best.get("test") or {}))
+    used = ("train", *(best.test or {}))
     hub_ids = sorted({DATASETS[(source, s)][1] for s in used if (source, s) in DATASETS})
     front.update(
         library_name="sentence-transformers",
@@ -181,8 +182,8 @@ def _front_matter(
     return front
 
 
-def _test_size_warning(settings: TrialSettings, config: dict[str, Any]) -> list[str]:
-    if config.get("smoke_test"):
+def _test_size_warning(settings: TrialSettings, resolved: ExperimentConfig | None) -> list[str]:
+    if resolved and resolved.smoke_test:
         why = "It comes from a smoke test (`--smoke-test`): a run on a few dozen pairs that checks the tool works."
     else:
         why = f"Its base model, `{settings.model.name_or_path}`, is a tiny model built in code to test the tool."
@@ -256,13 +257,13 @@ def _data(settings: TrialSettings, sizes: dict[str, int]) -> list[str]:
     ]
 
 
-def _search(best: dict[str, Any], config: dict[str, Any], experiment: ExperimentRecord | None) -> list[str]:
+def _search(best: Best, experiment: ExperimentRecord | None) -> list[str]:
     out = ["## Search", ""]
     if experiment:
-        search = config.get("search") or {}
+        resolved = experiment.meta.settings
         out += [
-            f"Experiment `{config.get('name')}`, method `{config.get('method')}`, trials ranked by "
-            f"validation {search.get('metric', 'pearson')} (hyperparameter search on Ray Tune).",
+            f"Experiment `{resolved.name}`, method `{resolved.method}`, trials ranked by "
+            f"validation {resolved.search.metric} (hyperparameter search on Ray Tune).",
             "",
             "| stage | searcher | scheduler | trials | searched |",
             "|---|---|---|---:|---|",
@@ -275,11 +276,11 @@ def _search(best: dict[str, Any], config: dict[str, Any], experiment: Experiment
             )
         out.append("")
     out.append(
-        f"The winner is trial `{best.get('stage')}/{best.get('trial_id')}`, at its best epoch "
-        f"{best.get('best_epoch')}. Its hyperparameters:"
+        f"The winner is trial `{best.stage}/{best.trial_id}`, at its best epoch "
+        f"{best.best_epoch}. Its hyperparameters:"
     )
-    training = TrialSettings.from_dict(best.get("config") or {}).training
-    searched: dict[str, Any] = best.get("params") or {}
+    training = TrialSettings.from_dict(best.config).training
+    searched: dict[str, Any] = best.params or {}
     fixed = {k: getattr(training, k) for k in ("loss", "head", "num_epochs", "lr_schedule", "seed")}
     out += ["", "| hyperparameter | value |", "|---|---|"]
     out += [f"| {k} | {_value(v)} |" for k, v in fixed.items() if k not in searched]
@@ -291,9 +292,9 @@ def _value(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _results(best: dict[str, Any]) -> list[str]:
+def _results(best: Best) -> list[str]:
     out = ["## Results", "", "| split | " + " | ".join(METRICS) + " |", "|---" + "|---:" * len(METRICS) + "|"]
-    rows = {"validation": best.get("validation") or {}, **(best.get("test") or {})}
+    rows = {"validation": best.validation or {}, **(best.test or {})}
     for split, metrics in rows.items():
         cells = [f"{metrics[k]:.4f}" if metrics.get(k) is not None else "-" for k in METRICS]
         out.append(f"| {split} | " + " | ".join(cells) + " |")
@@ -305,26 +306,26 @@ def _results(best: dict[str, Any]) -> list[str]:
     return out
 
 
-def _winner_report(best: dict[str, Any], experiment: ExperimentRecord | None) -> dict[str, Any]:
+def _winner_report(best: Best, experiment: ExperimentRecord | None) -> dict[str, Any]:
     """The winner's kept report (its row of ``result.json``) in the experiment's record, if any."""
     if experiment is None:
         return {}
     trial = next(
-        (t for t in experiment.trials if (t.stage, t.trial_id) == (best.get("stage"), best.get("trial_id"))),
+        (t for t in experiment.trials if (t.stage, t.trial_id) == (best.stage, best.trial_id)),
         None,
     )
     return (trial.best(experiment.metric) or {}) if trial else {}
 
 
-def _hardware(best: dict[str, Any], experiment: ExperimentRecord | None) -> list[str]:
+def _hardware(best: Best, experiment: ExperimentRecord | None) -> list[str]:
     if experiment is None:
         return []
     meta, row = experiment.meta, _winner_report(best, experiment)
     out = []
     if meta.machine:
         out.append(f"- Machine: {meta.machine}.")
-    if row.get("device"):
-        out.append(f"- The winner trained on `{row['device']}`.")
+    if row.get(DEVICE):
+        out.append(f"- The winner trained on `{row[DEVICE]}`.")
     plan = meta.hardware
     if plan is not None:
         reason = f" ({plan.precision_reason})" if plan.precision_reason else ""
@@ -342,15 +343,15 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-def _training_time(best: dict[str, Any], experiment: ExperimentRecord | None) -> list[str]:
+def _training_time(best: Best, experiment: ExperimentRecord | None) -> list[str]:
     if experiment is None:
         return []
     meta, row = experiment.meta, _winner_report(best, experiment)
     out = []
-    if row.get("elapsed_s") is not None:
+    if row.get(ELAPSED_S) is not None:
         out.append(
-            f"- The winner: {_duration(row['elapsed_s'])} of training to its kept epoch "
-            f"({row.get('pairs', '?')} training pairs seen)."
+            f"- The winner: {_duration(row[ELAPSED_S])} of training to its kept epoch "
+            f"({row.get(PAIRS, '?')} training pairs seen)."
         )
     if meta.search_wall_time_s is not None:
         trials = len(experiment.trials)

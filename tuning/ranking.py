@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuning.metrics import MODES
-from tuning.store import ExperimentRecord, TrialRecord, TrialStatus, epoch_number
-from tuning.trial_config import trial_value
+from tuning.settings import ALIASES
+from tuning.store import EPOCH, PAIRS, ExperimentRecord, TrialRecord, TrialStatus, epoch_number
+from tuning.trial_config import section_of
 
 METRIC_COLUMNS = ("pearson", "f1", "spearman", "mse")
 
@@ -46,10 +47,10 @@ def to_rows(trials: list[TrialRecord], metric: str = "pearson") -> list[Row]:
                 trial_id=t.trial_id,
                 stage=t.stage,
                 params=t.params,
-                best_epoch=epoch_number(best["epoch"]) if best else None,
+                best_epoch=epoch_number(best[EPOCH]) if best else None,
                 metrics={k: float(best[k]) for k in METRIC_COLUMNS if best and best.get(k) is not None},
-                pairs=int(best["pairs"]) if best and best.get("pairs") is not None else None,
-                epochs_run=epoch_number(t.epochs[-1]["epoch"]) if t.epochs else 0,
+                pairs=int(best[PAIRS]) if best and best.get(PAIRS) is not None else None,
+                epochs_run=epoch_number(t.reports[-1][EPOCH]) if t.reports else 0,
                 planned_epochs=t.planned_epochs,
                 status=t.status,
                 error=t.error,
@@ -106,18 +107,20 @@ def recipe_trials(record: ExperimentRecord) -> dict[str, str]:
     first trial is the fixed config's value of every searched hyperparameter (a staged method's
     carried values included), enqueued before sampling. Found by those values, so a stage whose
     recipe lay outside its space (not enqueued) has none."""
-    config = record.meta.config
-    if not (config.get("search") or {}).get("start_from_recipe"):
+    settings = record.meta.settings
+    if not settings.search.start_from_recipe:
         return {}
+
+    def fixed(name: str) -> Any:
+        """The experiment config's own value of a setting (its section's field)."""
+        return getattr(getattr(settings, section_of(name)), ALIASES.get(name, name))
+
     out = {}
     for stage in record.stages:
         if not stage.searcher.startswith("optuna") or not stage.searched:
             continue
         try:
-            point = {
-                k: stage.carried[k].value if k in stage.carried else trial_value(config, k)
-                for k in stage.searched
-            }
+            point = {k: stage.carried[k].value if k in stage.carried else fixed(k) for k in stage.searched}
         except KeyError:  # a searched key this version does not know
             continue
         same = [t.trial_id for t in record.stage_trials(stage.stage) if _same_values(t.params, point)]

@@ -15,7 +15,6 @@ hide their command lines).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -25,8 +24,9 @@ from typing import Any
 
 import psutil
 
-from tuning.store import DRIVER_FILE, write_json
+from tuning import store
 from tuning.store import RAY_PROCESSES_FILE as RECORD_FILE
+from tuning.store import ProcessEntry, RayProcesses
 
 KEEP_SESSIONS = 3  # dead sessions' folders kept for debugging (their logs), the newest first
 # AF_UNIX socket paths: at most 107 bytes on Linux, 103 on macOS. The longest one Ray opens is
@@ -68,13 +68,13 @@ def record(exp_dir: Path) -> Path | None:
             procs.update({p.pid: p for p in [root, *root.children(recursive=True)]})
         except psutil.Error:
             continue
-    payload = {
-        "session_dir": str(session_dir),
-        "driver": _identity(psutil.Process()),
-        "processes": [e for e in map(_identity, procs.values()) if e],
-    }
-    write_json(exp_dir / RECORD_FILE, payload)
-    write_json(session_dir / RECORD_FILE, payload)
+    payload = RayProcesses(
+        session_dir=str(session_dir),
+        driver=_me(),
+        processes=[e for e in map(_identity, procs.values()) if e],
+    )
+    store.write_ray_processes(exp_dir / RECORD_FILE, payload)
+    store.write_ray_processes(session_dir / RECORD_FILE, payload)
     return session_dir
 
 
@@ -82,19 +82,17 @@ def forget(exp_dir: Path) -> None:
     """After a clean ``ray.shutdown()``: nothing is left to stop."""
     rec = read_record(exp_dir / RECORD_FILE)
     if rec:
-        Path(rec["session_dir"], RECORD_FILE).unlink(missing_ok=True)
+        Path(rec.session_dir, RECORD_FILE).unlink(missing_ok=True)
     (exp_dir / RECORD_FILE).unlink(missing_ok=True)
 
 
-def read_record(path: Path) -> dict[str, Any] | None:
-    """A record written by :func:`record`, or None (no file, or not one of ours)."""
+def read_record(path: Path) -> RayProcesses | None:
+    """A record written by :func:`record`, or None (no file, or not one of ours: a torn file or
+    another tool's is no session of this tool to stop)."""
     try:
-        rec = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(rec, dict) and {"session_dir", "driver", "processes"} <= rec.keys():
-            return rec
-    except (OSError, ValueError):
-        pass
-    return None
+        return store.read_ray_processes(path)
+    except (OSError, store.StorageError):
+        return None
 
 
 def claim(exp_dir: Path) -> None:
@@ -104,38 +102,38 @@ def claim(exp_dir: Path) -> None:
     place when the driver ends: a record whose process is gone (or whose PID was reused: the
     start time differs) names no running driver.
     """
-    write_json(exp_dir / DRIVER_FILE, _identity(psutil.Process()))
+    store.write_driver(exp_dir, _me())
 
 
 def running_driver(exp_dir: Path) -> int | None:
     """The PID of the driver running ``exp_dir`` now, if any: the one ``driver.json`` names, or
     the one that recorded the experiment's Ray session (a run started before ``driver.json``)."""
     try:
-        entry = json.loads((exp_dir / DRIVER_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        entry: ProcessEntry | None = store.read_driver(exp_dir)
+    except (OSError, store.StorageError):  # none yet, or not one of ours
         entry = None
-    proc = _same_process(entry) if isinstance(entry, dict) else None
+    proc = _same_process(entry) if entry else None
     if proc is None:
         rec = read_record(exp_dir / RECORD_FILE)
-        proc = _same_process(rec["driver"]) if rec else None
+        proc = _same_process(rec.driver) if rec else None
     return proc.pid if proc and proc.pid != os.getpid() else None
 
 
 def stop_leftovers(record_file: Path) -> list[int]:
     """Stop the processes of a recorded session whose driver is gone; returns their PIDs."""
     rec = read_record(record_file)
-    if rec is None or _same_process(rec["driver"]):
+    if rec is None or _same_process(rec.driver):
         return []
     procs = leftovers(rec)
     stop(procs)
     return sorted(p.pid for p in procs)
 
 
-def leftovers(rec: dict[str, Any]) -> list[psutil.Process]:
+def leftovers(rec: RayProcesses) -> list[psutil.Process]:
     """The session's processes still running: those recorded, the workers its logs name
     (``worker-<id>-<job>-<pid>.out``), and their children; each checked to belong to it."""
-    session_dir = Path(rec["session_dir"])
-    found = [p for p in map(_same_process, rec["processes"]) if p]
+    session_dir = Path(rec.session_dir)
+    found = [p for p in map(_same_process, rec.processes) if p]
     for log in Path(session_dir, "logs").glob("worker-*.out"):
         pid = log.stem.rsplit("-", 1)[-1]
         if pid.isdigit():
@@ -194,7 +192,7 @@ def sweep(root: Path, keep: int = KEEP_SESSIONS) -> tuple[list[int], list[Path]]
     folders = sorted(d for d in root.glob("session_*") if d.is_dir() and not d.is_symlink())
     for folder in folders:  # session_<date>_<time>_<usec>_<driver pid>: oldest first
         rec = read_record(folder / RECORD_FILE) or _unrecorded(folder)
-        if rec is None or _same_process(rec["driver"]):
+        if rec is None or _same_process(rec.driver):
             continue
         procs = leftovers(rec)
         stop(procs)
@@ -207,29 +205,34 @@ def sweep(root: Path, keep: int = KEEP_SESSIONS) -> tuple[list[int], list[Path]]
     return sorted(stopped), removed
 
 
-def _unrecorded(folder: Path) -> dict[str, Any] | None:
+def _unrecorded(folder: Path) -> RayProcesses | None:
     """A session without a record (its driver died before writing one): its driver is the PID
     in its name, taken as running while that PID exists (its start time is unknown)."""
     pid = folder.name.rsplit("_", 1)[-1]
     if not pid.isdigit():
         return None
-    return {"session_dir": str(folder), "driver": {"pid": int(pid), "started": None}, "processes": []}
+    return RayProcesses(session_dir=str(folder), driver=ProcessEntry(pid=int(pid)), processes=[])
 
 
-def _identity(proc: psutil.Process) -> dict[str, Any] | None:
+def _identity(proc: psutil.Process) -> ProcessEntry | None:
     try:
-        return {"pid": proc.pid, "name": proc.name(), "started": proc.create_time()}
+        return ProcessEntry(pid=proc.pid, name=proc.name(), started=proc.create_time())
     except psutil.Error:
         return None
 
 
-def _same_process(entry: dict[str, Any]) -> psutil.Process | None:
+def _me() -> ProcessEntry:
+    """This process (its start time unknown if psutil cannot read it)."""
+    return _identity(psutil.Process()) or ProcessEntry(pid=os.getpid())
+
+
+def _same_process(entry: ProcessEntry) -> psutil.Process | None:
     """The recorded process if it still runs: same PID and start time (None: any start time)."""
     try:
-        proc = psutil.Process(entry["pid"])
-        same = entry.get("started") is None or abs(proc.create_time() - entry["started"]) < 1.0
+        proc = psutil.Process(entry.pid)
+        same = entry.started is None or abs(proc.create_time() - entry.started) < 1.0
         return proc if same and not _gone(proc) else None
-    except (psutil.Error, KeyError, TypeError, ValueError):
+    except (psutil.Error, ValueError):  # gone, another user's, or a PID that cannot be one
         return None
 
 
@@ -238,3 +241,13 @@ def _gone(proc: psutil.Process) -> bool:
         return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
     except psutil.Error:
         return True
+
+
+def autoscaler_node_types() -> list[dict[str, float]]:
+    """Resources of each node type the running cluster's autoscaler may start, as it reports
+    them to Ray's GCS (the v2 autoscaler does; `ray up`'s v1 does not: then empty). Ray has no
+    public API for this; like the process list above, it is read here and nowhere else."""
+    from ray._private.state import state
+
+    config = state.get_cluster_config()
+    return [dict(group.resources) for group in config.node_group_configs] if config else []

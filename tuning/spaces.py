@@ -11,7 +11,7 @@ fixed value or one domain::
     seed: 42                                                  # fixed
 
 Every value a domain can take (both ends of a range, each listed value) is checked by the same
-rules as a fixed value of that field (``tuning.config.field_rules``): its type, its range, whole
+rules as a fixed value of that field (``tuning.settings.field_rules``): its type, its range, whole
 numbers for integer fields. Anything else is refused with a message naming the key and what is
 accepted.
 """
@@ -24,7 +24,7 @@ from typing import Any
 
 from ray import tune
 
-from tuning.config import (
+from tuning.settings import (
     ALIASES,
     ConfigError,
     ModelConfig,

@@ -8,20 +8,24 @@ refused with a message that names the file and the field.
 
 Layout of ``<storage>/<name>/``::
 
-    experiment.json          ExperimentMeta: resolved config, command, versions, data, outcome
+    experiment.json          ExperimentMeta: resolved config (``.settings``: typed), command,
+                             versions, data, outcome
     optuna.journal           Optuna's study of every Optuna stage (optuna-dashboard reads it)
     ray.log                  Ray's own log lines
-    ray_processes.json       the Ray processes this driver started (stopped after a kill)
-    driver.json              the driver process (PID, start time) that runs the experiment now
+    ray_processes.json       RayProcesses: the Ray processes this driver started (stopped after a kill)
+    driver.json              ProcessEntry: the driver process (PID, start time) that runs the experiment now
     test_scores.json         list[TestScore]: the winners scored on the test split(s)
     compare.json             CompareRecord (method ``compare`` only)
     report.md, *.png         the report (reports/), rebuilt from the files above
-    best_model/              the exported winner, with best.json and a model card
+    best_model/              the exported winner: model, tokenizer, model card (README.md) and
+    best_model/best.json     Best: the winner's TestScore and its trial config
     tensorboard/             one run per trial
     <stage>/stage.json       StageRecord: what the stage searched, its status and winner
     <stage>/trials.json      {trial id: TrialEnd}: how each ended trial ended
     <stage>/time_budget.json the search's time budget ended this stage
-    <stage>/<stage>_<id>/    one trial (Ray Tune's): params.json, result.json, error.txt,
+    <stage>/<stage>_<id>/    one trial, in Ray Tune's files: params.json (its trial config: read
+                             with trial_value), result.json (one report row per evaluation:
+                             keys EPOCH, PAIRS, ...), error.txt (Ray's, one entry per failure),
                              checkpoint_*/
 """
 
@@ -31,11 +35,14 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from tuning.metrics import MODES
+
+if TYPE_CHECKING:
+    from tuning.settings import ExperimentConfig
 
 # 1. File names: each is named here and nowhere else.
 EXPERIMENT_FILE = "experiment.json"
@@ -51,6 +58,8 @@ DRIVER_FILE = "driver.json"
 REPORT_FILE = "report.md"
 BEST_MODEL_DIR = "best_model"
 BEST_FILE = "best.json"
+MODEL_CARD_FILE = "README.md"
+"""The exported model's card (Hugging Face's name for it), in ``best_model/``."""
 TENSORBOARD_DIR = "tensorboard"
 # Ray Tune's names inside a trial folder.
 PARAMS_FILE = "params.json"
@@ -70,7 +79,7 @@ def portable(value: Any, root: str | Path) -> Any:
     ``.``; the storage folder above it ``..``), one inside the offline folder ``${SHARED}/...`` (as
     the search-space files write it), one of this tool's files relative to its checkout
     (``search_spaces/...``), one in the home folder ``~/...``. Other text is kept as it is."""
-    from tuning.config import REPO_ROOT, shared_dir
+    from tuning.settings import REPO_ROOT, shared_dir
 
     if isinstance(value, dict):
         return {k: portable(v, root) for k, v in value.items()}
@@ -301,7 +310,8 @@ class ExperimentMeta(Record):
     """``experiment.json``: written at the start, updated when the search and scoring end."""
 
     config: dict[str, Any]
-    """The resolved ``ExperimentConfig`` (``tuning.config.experiment_from_dict`` rebuilds it)."""
+    """The resolved ``ExperimentConfig`` as stored (``ExperimentConfig.to_dict``), shown as it is in
+    the report; read it typed as :attr:`settings`, never as a dict."""
     command: str = ""
     git_commit: str | None = None
     versions: dict[str, str] = {}
@@ -323,9 +333,21 @@ class ExperimentMeta(Record):
     finished: bool = False
 
     @property
+    def settings(self) -> ExperimentConfig:
+        """The resolved config, typed: what is read of ``config`` (never dug into as a dict).
+
+        Rebuilt by ``tuning.settings.experiment_from_dict``. A config this version does not wholly
+        read (a key of another version, a value of another type) gives what it can read, the
+        defaults for the rest, so that a report can still be rebuilt (``--resume`` refuses it).
+        A setting an older version did not have takes the value that version behaved as:
+        ``search.start_from_recipe`` (since 2026-11-30) is off in a folder without it.
+        """
+        return _settings(self.config)
+
+    @property
     def metric(self) -> str:
         """The search metric trials were ranked by."""
-        return str((self.config.get("search") or {}).get("metric", "pearson"))
+        return self.settings.search.metric
 
 
 class TestScore(Record):
@@ -345,6 +367,32 @@ class TestScore(Record):
     the recipe's trial, scored as the search's control (when not among the top)."""
 
 
+class Best(Record):
+    """``best_model/best.json``: which winner was exported, its scores and how it trained: its
+    entry of ``test_scores.json`` (a :class:`TestScore`'s fields) and its trial's ``config``
+    (``params.json``, read with :func:`trial_value`), machine paths made portable. The model card
+    and the server read it. Every field may be absent: a folder that
+    ``tuning.serving.export_untrained`` writes (tests, benchmarks) holds only ``trial_id``,
+    ``validation`` and ``config``; :func:`write_best` writes only the fields given."""
+
+    trial_id: str | None = None
+    stage: str | None = None
+    params: dict[str, Any] | None = None
+    best_epoch: int | float | None = None
+    validation: dict[str, float] | None = None
+    checkpoint: str | None = None
+    test: dict[str, dict[str, float]] | None = None
+    role: Literal["top", "seeds", "recipe"] | None = None
+    config: dict[str, Any] = {}
+    """The winner's trial config, as Ray Tune handed it to the trial (``params.json``)."""
+
+    @classmethod
+    def of(cls, winner: TestScore, config: dict[str, Any], root: str | Path) -> Best:
+        """The record of ``winner`` exported with its trial ``config``, paths made portable
+        against the experiment folder ``root`` (:func:`portable`): the folder can move."""
+        return cls.model_validate(portable({**winner.model_dump(mode="json"), "config": config}, root))
+
+
 class CompareEntry(Record):
     method: str
     stages: list[str]
@@ -358,7 +406,97 @@ class CompareRecord(Record):
     methods: list[CompareEntry] = []
 
 
+class ProcessEntry(Record):
+    """A process as recorded (``driver.json``, and in :class:`RayProcesses`): its PID, and its
+    start time to tell it from a later process given the same PID."""
+
+    pid: int
+    name: str | None = None
+    started: float | None = None
+    """Its start time (seconds since the epoch); ``None``: unknown (any start time matches)."""
+
+
+class RayProcesses(Record):
+    """``ray_processes.json``, in the experiment folder and in Ray's session folder: the Ray
+    session a driver started and its processes, for a later run to stop what a killed driver
+    left (``tuning.ray_session``)."""
+
+    session_dir: str
+    driver: ProcessEntry
+    processes: list[ProcessEntry]
+
+
 # 3. Trials: derived from Ray Tune's files in a trial folder, not stored by us.
+
+# A report row: what a trial reports to Ray Tune after each evaluation (``tuning.trial.EvalReporter``
+# writes it), one JSON object per line of the trial's ``result.json``. Its keys, named here and
+# nowhere else (the validation metrics are keyed by their names, ``tuning.metrics.MODES``):
+EPOCH = "epoch"
+"""Epochs trained: ``PAIRS`` / train size, fractional between epoch ends (sub-epoch reports)."""
+PAIRS = "pairs"
+"""Training pairs seen: the budget a report was reached with, the unit ASHA's rungs count in."""
+STEP = "step"
+"""Optimizer steps taken."""
+TRAIN_LOSS = "train_loss"
+"""Mean training loss since the previous report."""
+LEARNING_RATE = "learning_rate"
+"""The learning rate at the last logged step."""
+ELAPSED_S = "elapsed_s"
+"""Seconds since the trial (this run of it) started."""
+DEVICE = "device"
+"""Where the trial trained: ``cpu``, ``cuda:0``, ..."""
+# Ray Tune adds its own keys to each row; those read here:
+TRIAL_ID = "trial_id"
+CHECKPOINT_DIR_NAME = "checkpoint_dir_name"
+"""The report's checkpoint folder inside the trial folder (``checkpoint_000002``)."""
+TIME_TOTAL_S = "time_total_s"
+"""Seconds the trial ran, all its runs together (a restored trial continues the count)."""
+TIMESTAMP = "timestamp"
+
+# A trial's config (Ray Tune's ``params.json``; ``tuning.trial_config`` builds it) as stored: the
+# store reads a trial's planned epochs and searched values from it; these are its one reader.
+TRIAL_SECTIONS = ("data", "model", "training")
+"""The sections of a trial config that hold settings (the search section stays with the driver)."""
+
+
+def section_of(name: str) -> str:
+    """The section a setting belongs to (``learning_rate`` -> ``training``); YAML aliases too.
+
+    Raises:
+        KeyError: ``name`` is no field of any section.
+    """
+    from tuning.settings import ALIASES, SECTIONS, field_names
+
+    name = ALIASES.get(name, name)
+    for section in TRIAL_SECTIONS:
+        if name in field_names(SECTIONS[section]):
+            return section
+    raise KeyError(f"{name!r} is not a setting of {list(TRIAL_SECTIONS)}")
+
+
+def trial_value(config: dict[str, Any], name: str, default: Any = None) -> Any:
+    """One setting's value in a trial config (also in a flat one of an older version)."""
+    from tuning.settings import ALIASES
+
+    name = ALIASES.get(name, name)
+    return normalize(config).get(section_of(name), {}).get(name, default)
+
+
+def normalize(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` in today's nested shape; a flat config (before 2026-11-30) is converted."""
+    from tuning.settings import ModelConfig, TrainingConfig, field_names
+
+    if isinstance(config.get("training"), dict):
+        return config
+    model = dict(config.get("model") or {})
+    model.update({k: config[k] for k in field_names(ModelConfig) if k in config})
+    return {
+        "data": dict(config.get("data") or {}),
+        "model": model,
+        "training": {k: config[k] for k in field_names(TrainingConfig) if k in config},
+        "resources": {"cpus": config.get("cpus_per_trial", 1.0), "gpus": config.get("gpus_per_trial", 0.0)},
+        "tensorboard_dir": config.get("tensorboard_dir"),
+    }
 
 
 def epoch_number(value: Any) -> int | float:
@@ -375,8 +513,9 @@ class TrialRecord:
     stage: str
     params: dict[str, Any]
     """The searched hyperparameters' values (fixed ones are in the experiment config)."""
-    epochs: list[dict[str, Any]] = field(default_factory=list)
-    """One dict of validation metrics per report (each epoch, or every ``eval_every_pairs``), in order."""
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    """Its report rows (keys ``EPOCH``, ``PAIRS``, ..., the validation metrics), one per
+    evaluation (each epoch, or every ``eval_every_pairs``), in order."""
     planned_epochs: int = 0
     status: TrialStatus = "incomplete"
     error: str | None = None
@@ -389,16 +528,16 @@ class TrialRecord:
 
     def best(self, metric: str) -> dict[str, Any] | None:
         """The report with the best ``metric`` (earliest on ties), or ``None`` without reports."""
-        scored = [e for e in self.epochs if e.get(metric) is not None]
+        scored = [e for e in self.reports if e.get(metric) is not None]
         if not scored:
             return None
         sign = -1 if MODES.get(metric) == "min" else 1
-        return max(scored, key=lambda e: (sign * e[metric], -e["epoch"]))
+        return max(scored, key=lambda e: (sign * e[metric], -e[EPOCH]))
 
     def checkpoint(self, metric: str) -> str | None:
         """Folder of the best report's checkpoint, if storage still holds it."""
         best = self.best(metric)
-        name = best.get("checkpoint_dir_name") if best else None
+        name = best.get(CHECKPOINT_DIR_NAME) if best else None
         if not name or not Path(self.path, name).is_dir():
             return None
         return str(Path(self.path, name))
@@ -460,22 +599,24 @@ class ExperimentRecord:
 R = TypeVar("R", bound=BaseModel)
 
 
-def _load_object(path: Path, what: str) -> dict[str, Any]:
+RESTORE = "restore it from a copy, or delete the experiment folder and start a new run"
+"""What to do about a torn file of an experiment folder."""
+
+
+def _load_object(path: Path, what: str, fix: str = RESTORE) -> dict[str, Any]:
     """A stored JSON object; ``what`` names the file in the message when it is not one."""
-    data = _load_json(path)
+    data = _load_json(path, fix)
     if not isinstance(data, dict):
         raise StorageError(f"{path} is not {what} (expected a JSON object).")
     return data
 
 
-def _load_json(path: Path) -> Any:
+def _load_json(path: Path, fix: str = RESTORE) -> Any:
+    """A stored JSON file; ``fix`` says in the message what to do when it is torn."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise StorageError(
-            f"{path} is not valid JSON ({err}): restore it from a copy, or delete the experiment "
-            "folder and start a new run."
-        ) from None
+        raise StorageError(f"{path} is not valid JSON ({err}): {fix}.") from None
 
 
 def _refuse(path: Path, err: ValidationError) -> StorageError:
@@ -578,8 +719,6 @@ def read_trial(trial_dir: Path, stage: StageRecord, ended: dict[str, TrialEnd]) 
         stage: the stage's record.
         ended: the stage's ``trials.json``: how each ended trial ended, and its retries.
     """
-    from tuning.trial_config import trial_value  # the trial config's one reader
-
     try:
         params = read_params(trial_dir)
         unreadable = None
@@ -589,16 +728,16 @@ def read_trial(trial_dir: Path, stage: StageRecord, ended: dict[str, TrialEnd]) 
     unreadable = unreadable or problem
     by_progress: dict[float, dict[str, Any]] = {}
     for row in results:
-        if "epoch" in row:
+        if EPOCH in row:
             # A trial restored after a failure may report an evaluation twice: keep the latest.
             # Reports are keyed by training pairs seen (sub-epoch reports), else by epoch.
-            by_progress[float(row.get("pairs", row["epoch"]))] = row
-    epochs = [by_progress[k] for k in sorted(by_progress)]
+            by_progress[float(row.get(PAIRS, row[EPOCH]))] = row
+    reports = [by_progress[k] for k in sorted(by_progress)]
     planned = int(trial_value(params, "num_epochs") or stage.num_epochs or 0)
     # Ray names a trial's folder <stage>_<trial id>; ids of grids and fixed variants hold a "_".
     trial_id = (
-        str(epochs[-1].get("trial_id"))
-        if epochs
+        str(reports[-1].get(TRIAL_ID))
+        if reports
         else trial_dir.name.removeprefix(f"{trial_dir.parent.name}_")
     )
     end = ended.get(trial_id, TrialEnd())
@@ -609,7 +748,7 @@ def read_trial(trial_dir: Path, stage: StageRecord, ended: dict[str, TrialEnd]) 
     status: TrialStatus
     if unreadable:  # what is left of its record cannot tell how it ended
         status = "unreadable"
-    elif epochs and epochs[-1]["epoch"] >= planned:
+    elif reports and reports[-1][EPOCH] >= planned:
         status = "finished"
     elif end.status == "error":
         status = "failed"
@@ -623,7 +762,7 @@ def read_trial(trial_dir: Path, stage: StageRecord, ended: dict[str, TrialEnd]) 
         trial_id=trial_id,
         stage=stage.stage,
         params={k: trial_value(params, k) for k in stage.searched},
-        epochs=epochs,
+        reports=reports,
         planned_epochs=planned,
         status=status,
         error=error.splitlines()[-1] if error else None,
@@ -675,6 +814,80 @@ def read_meta(root: Path) -> ExperimentMeta:
     return read_record(path, ExperimentMeta)
 
 
+def read_best(folder: Path) -> Best | None:
+    """``best.json`` of an exported model folder (``best_model``); ``None`` when it has none.
+
+    Raises:
+        StorageError: the file is torn, not a JSON object, or has a field this version does not
+            read (names the file and the field).
+    """
+    path = folder / BEST_FILE
+    if not path.is_file():
+        return None
+    fix = "restore the model folder from a copy"
+    data = _load_object(path, f"a {BEST_FILE} written by run_search.py", fix)
+    try:
+        return Best.model_validate(data)
+    except ValidationError as err:
+        raise _refuse(path, err) from None
+
+
+def read_ray_processes(path: Path) -> RayProcesses:
+    """A ``ray_processes.json`` (of an experiment folder or of a Ray session folder).
+
+    Raises:
+        OSError: it cannot be read (missing).
+        StorageError: it is torn or not one this tool wrote.
+    """
+    return read_record(path, RayProcesses)
+
+
+def read_driver(root: Path) -> ProcessEntry:
+    """``driver.json`` of the experiment folder ``root``: the last driver that claimed it.
+
+    Raises:
+        OSError: it cannot be read (missing: no driver claimed the folder).
+        StorageError: it is torn or not one this tool wrote.
+    """
+    return read_record(root / DRIVER_FILE, ProcessEntry)
+
+
+def _settings(raw: dict[str, Any]) -> ExperimentConfig:
+    """:attr:`ExperimentMeta.settings` of the stored ``config`` ``raw``."""
+    from tuning.settings import ConfigError, experiment_from_dict
+
+    try:
+        exp = experiment_from_dict(raw, EXPERIMENT_FILE)
+    except ConfigError:
+        exp = experiment_from_dict(_readable(raw), EXPERIMENT_FILE)
+    search = raw.get("search")
+    if not (isinstance(search, dict) and "start_from_recipe" in search):
+        exp.search.start_from_recipe = False  # no search enqueued the recipe before the setting
+    return exp
+
+
+def _readable(raw: dict[str, Any]) -> dict[str, Any]:
+    """What of a stored config this version reads: its known keys, and each field of a
+    section that reads on its own (a key of another version or a mistyped value is left out)."""
+    from tuning.settings import SECTIONS, ConfigError, ExperimentConfig, experiment_from_dict, field_names
+
+    def reads(section: str, name: str, value: Any) -> bool:
+        try:
+            experiment_from_dict({section: {name: value}})
+        except ConfigError:
+            return False
+        return True
+
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in SECTIONS:
+            if isinstance(value, dict):
+                out[key] = {k: v for k, v in value.items() if reads(key, k, v)}
+        elif key in field_names(ExperimentConfig):
+            out[key] = value
+    return out
+
+
 def read_experiment(path: str | Path) -> ExperimentRecord:
     """Read an experiment folder (``<storage>/<name>``) written by ``run_search.py``.
 
@@ -719,6 +932,20 @@ def write_scores(root: Path, scores: list[TestScore]) -> None:
 
 def write_compare(root: Path, record: CompareRecord) -> None:
     write_json(root / COMPARE_FILE, record)
+
+
+def write_best(folder: Path, best: Best) -> None:
+    """``best.json`` of an exported model folder, with the fields ``best`` was given (all of a
+    real export's: :meth:`Best.of`)."""
+    write_json(folder / BEST_FILE, best.model_dump(mode="json", exclude_unset=True))
+
+
+def write_ray_processes(path: Path, record: RayProcesses) -> None:
+    write_json(path, record)
+
+
+def write_driver(root: Path, driver: ProcessEntry) -> None:
+    write_json(root / DRIVER_FILE, driver)
 
 
 def mark_budget_ended(stage_dir: Path, seconds: float, ended: float) -> None:

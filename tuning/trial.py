@@ -1,9 +1,9 @@
 """One trial: fine-tune a model with the HF Trainer and report validation metrics every evaluation.
 
 A trial evaluates, checkpoints and reports once per epoch, or every ``eval_every_pairs``
-training pairs (sub-epoch fidelity). Each report carries ``pairs`` (training pairs seen so far),
-the unit ASHA's rungs are counted in, and ``epoch`` (``pairs`` / train size, fractional between
-epoch ends).
+training pairs (sub-epoch fidelity). Each report (:class:`EvalReporter`; its keys are named in
+``tuning.store``) carries ``pairs`` (training pairs seen so far), the unit ASHA's rungs are
+counted in, and ``epoch`` (``pairs`` / train size, fractional between epoch ends).
 
 ``train_trial(config)`` is the function Ray Tune runs; it depends on Tune only through
 ``report`` and ``get_checkpoint``. :func:`run_training` is the same run without Tune (benchmarks,
@@ -38,15 +38,16 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from tuning.config import TrainingConfig, field_names
 from tuning.hardware import trial_precision
 from tuning.losses import EMBEDDING_LOSSES, SCALE_FREE_LOSSES, make_loss
 from tuning.metrics import compute_all
 from tuning.model import PairCollator, STSModel, build_model, encode, load_tokenizer
 from tuning.schedules import make_schedule
+from tuning.settings import TrainingConfig, field_names
+from tuning.store import DEVICE, ELAPSED_S, EPOCH, LEARNING_RATE, PAIRS, STEP, TRAIN_LOSS
 from tuning.trial_config import TrialSettings
 
-# Validation metrics every epoch's report carries (``loss`` is the validation loss).
+# Validation metrics every report carries (``loss`` is the validation loss).
 REPORTED = ("pearson", "f1", "spearman", "mse", "loss")
 Report = Callable[[dict[str, Any], "str | None"], None]
 
@@ -231,8 +232,9 @@ class EvaluationSchedule(TrainerCallback):
             control.should_evaluate = control.should_save = True
 
 
-class EpochReporter(TrainerCallback):
-    """After each evaluation and checkpoint: report metrics and the checkpoint folder."""
+class EvalReporter(TrainerCallback):
+    """After each evaluation and checkpoint: report the validation metrics, the progress and
+    the checkpoint folder (one report row: its keys are ``tuning.store``'s)."""
 
     def __init__(self, report: Report, model: STSModel, started: float, fidelity: Fidelity) -> None:
         self.report = report
@@ -263,13 +265,13 @@ class EpochReporter(TrainerCallback):
         pairs = self.fidelity.pairs(state.global_step)
         result = {
             **self.metrics,
-            "epoch": round(pairs / self.fidelity.num_pairs, 4),
-            "pairs": pairs,  # ASHA's time attribute: rungs are counted in training pairs
-            "step": state.global_step,
-            "train_loss": float(np.mean(self.train_loss)) if self.train_loss else float("nan"),
-            "learning_rate": last_lr,
-            "elapsed_s": time.time() - self.started,
-            "device": str(args.device),  # cpu, cuda:0, ...: where this trial trained
+            EPOCH: round(pairs / self.fidelity.num_pairs, 4),
+            PAIRS: pairs,  # ASHA's time attribute: rungs are counted in training pairs
+            STEP: state.global_step,
+            TRAIN_LOSS: float(np.mean(self.train_loss)) if self.train_loss else float("nan"),
+            LEARNING_RATE: last_lr,
+            ELAPSED_S: time.time() - self.started,
+            DEVICE: str(args.device),  # cpu, cuda:0, ...: where this trial trained
         }
         self.train_loss = []
         self.report(result, str(folder))
@@ -544,7 +546,7 @@ def run_training(
     scale_free = settings.training.loss in SCALE_FREE_LOSSES  # its score map is fitted: STSTrainer
     callbacks: list[TrainerCallback] = [
         EvaluationSchedule(fidelity),
-        EpochReporter(report, model, started, fidelity),
+        EvalReporter(report, model, started, fidelity),
         ApplyHyperparameters(settings.training),
     ]
     if settings.tensorboard_dir:

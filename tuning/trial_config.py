@@ -17,7 +17,9 @@ parameter ``training/learning_rate``). Ray stores each trial's resolved config a
 scoring, the export and the server read back (:meth:`TrialSettings.from_dict`, :func:`trial_value`).
 
 Configs written before 2026-11-30 were flat (training fields at the top level, ``data`` and
-``model`` nested, ``cpus_per_trial``): :func:`normalize` still reads them.
+``model`` nested, ``cpus_per_trial``): :func:`normalize` still reads them. The reader of a stored
+trial config (:func:`trial_value`, :func:`normalize`, :func:`section_of`) lives with the rest of
+storage, in ``tuning.store``, and is re-exported here.
 """
 
 from __future__ import annotations
@@ -27,25 +29,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tuning import config as settings
-from tuning.config import ALIASES, DataConfig, ExperimentConfig, ModelConfig, TrainingConfig, field_names
-from tuning.store import TENSORBOARD_DIR
+from tuning import settings
+from tuning.settings import ALIASES, DataConfig, ExperimentConfig, ModelConfig, TrainingConfig
+from tuning.store import TENSORBOARD_DIR, TRIAL_SECTIONS, normalize, section_of
+from tuning.store import trial_value as trial_value  # the trial config's reader, with storage
 
-SECTIONS: dict[str, type] = {k: settings.SECTIONS[k] for k in ("data", "model", "training")}
+SECTIONS: dict[str, type] = {k: settings.SECTIONS[k] for k in TRIAL_SECTIONS}
 """The sections of a trial config that hold settings (the search section stays with the driver)."""
-
-
-def section_of(name: str) -> str:
-    """The section a setting belongs to (``learning_rate`` -> ``training``); YAML aliases too.
-
-    Raises:
-        KeyError: ``name`` is no field of any section.
-    """
-    name = ALIASES.get(name, name)
-    for section, cls in SECTIONS.items():
-        if name in field_names(cls):
-            return section
-    raise KeyError(f"{name!r} is not a setting of {list(SECTIONS)}")
 
 
 def trial_config(exp: ExperimentConfig) -> dict[str, Any]:
@@ -66,27 +56,6 @@ def with_values(config: dict[str, Any], values: dict[str, Any]) -> dict[str, Any
     for name, value in values.items():
         out[section_of(name)][ALIASES.get(name, name)] = value
     return out
-
-
-def trial_value(config: dict[str, Any], name: str, default: Any = None) -> Any:
-    """One setting's value in a trial config (also in a flat one of an older version)."""
-    name = ALIASES.get(name, name)
-    return normalize(config).get(section_of(name), {}).get(name, default)
-
-
-def normalize(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` in today's nested shape; a flat config (before 2026-11-30) is converted."""
-    if isinstance(config.get("training"), dict):
-        return config
-    model = dict(config.get("model") or {})
-    model.update({k: config[k] for k in field_names(ModelConfig) if k in config})
-    return {
-        "data": dict(config.get("data") or {}),
-        "model": model,
-        "training": {k: config[k] for k in field_names(TrainingConfig) if k in config},
-        "resources": {"cpus": config.get("cpus_per_trial", 1.0), "gpus": config.get("gpus_per_trial", 0.0)},
-        "tensorboard_dir": config.get("tensorboard_dir"),
-    }
 
 
 def threads(resources: dict[str, Any]) -> int:

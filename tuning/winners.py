@@ -15,6 +15,7 @@ from tuning.model import CHECKPOINT_FIX, STSModel, load_saved_tokenizer, predict
 from tuning.ranking import METRIC_COLUMNS, ranked
 from tuning.store import (
     BEST_MODEL_DIR,
+    EPOCH,
     ExperimentRecord,
     TestScore,
     TrialRecord,
@@ -68,7 +69,7 @@ def score_trial(
         trial_id=trial.trial_id,
         stage=trial.stage,
         params=trial.params,
-        best_epoch=epoch_number(best["epoch"]),
+        best_epoch=epoch_number(best[EPOCH]),
         validation={k: best[k] for k in METRIC_COLUMNS if k in best},
         checkpoint=checkpoint,
         test={name: compute_all(predicted[name], splits[name]["label"]) for name in test_splits(splits)},
@@ -130,12 +131,12 @@ def export_best(winner: TestScore, experiment_dir: str | Path) -> Path:
     settings = store.read_params(Path(winner.checkpoint).parent)
     model.save_pretrained(out, tokenizer, TrialSettings.from_dict(settings).model.max_length)
     # Paths relative to the experiment folder (or ${SHARED}/...): the folder can move or be shared.
-    info = store.portable({**winner.model_dump(mode="json"), "config": settings}, experiment_dir)
-    store.write_json(out / store.BEST_FILE, info)
+    best = store.Best.of(winner, settings, experiment_dir)
+    store.write_best(out, best)
     has_record = Path(experiment_dir, store.EXPERIMENT_FILE).is_file()
     experiment = store.read_experiment(experiment_dir) if has_record else None
     score_map = (float(model.target_scale), float(model.target_shift))
-    (out / "README.md").write_text(model_card(info, experiment, score_map), encoding="utf-8")
+    (out / store.MODEL_CARD_FILE).write_text(model_card(best, experiment, score_map), encoding="utf-8")
     return out
 
 

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tuning.config import ConfigError, ExperimentConfig
 from tuning.methods._progress import quiet_ray
 from tuning.methods._stage import STOP_REQUESTED, StageInterrupted, run_stage, trial_data
 from tuning.methods.baseline import baseline_method
@@ -19,6 +18,7 @@ from tuning.methods.optuna import optuna_method
 from tuning.methods.pbt import pbt_method
 from tuning.methods.seeds import seeds_method
 from tuning.methods.staged import ablation_method, grid_method
+from tuning.settings import ConfigError, ExperimentConfig
 
 Method = Callable[..., list[Path]]
 

@@ -20,6 +20,7 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.stopper import TimeoutStopper
 
+from tuning.store import EPOCH
 from tuning.trial_config import trial_value
 
 PROGRESS_ENV = "KLUE_TUNE_PROGRESS_S"
@@ -149,7 +150,7 @@ class Progress(Callback):
 
     def _state(self, trial: Any) -> str:
         if trial.status == "TERMINATED":
-            epochs = (trial.last_result or {}).get("epoch", 0)
+            epochs = (trial.last_result or {}).get(EPOCH, 0)
             return (
                 "finished"
                 if epochs >= trial_value(trial.config, "num_epochs", self.num_epochs)

@@ -22,10 +22,10 @@ from ray.tune.search.sample import Domain
 from ray.tune.stopper import TimeoutStopper
 
 from tuning import store
-from tuning.config import ExperimentConfig
 from tuning.methods._progress import Progress
 from tuning.metrics import MODES
 from tuning.ranking import ranked
+from tuning.settings import ExperimentConfig
 from tuning.spaces import grid_size, has_grid, to_tune
 from tuning.store import AshaBudget, StageRecord, StageStatus, TrialEnd, Winner
 from tuning.trial_config import section_of, trial_config, trial_value, with_values
@@ -138,7 +138,7 @@ def scheduler_for(
     budget = asha_rungs(exp, num_epochs, num_pairs)
     return ControlASHA(
         recipe=recipe,
-        time_attr="pairs",
+        time_attr=store.PAIRS,
         max_t=budget.max_t,
         grace_period=budget.grace_period,
         reduction_factor=exp.search.reduction_factor,
@@ -253,10 +253,10 @@ class TrialLog(Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         metrics = " ".join(f"{m} {result[m]:.4f}" for m in ("pearson", "f1") if m in result)
         params = ", ".join(f"{k}={_short(trial_value(trial.config, k))}" for k in self.searched)
-        self._say(f"{trial.trial_id} epoch {result.get('epoch')}/{self.num_epochs}: {metrics} ({params})")
+        self._say(f"{trial.trial_id} epoch {result.get(store.EPOCH)}/{self.num_epochs}: {metrics} ({params})")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        epochs = (trial.last_result or {}).get("epoch", 0)
+        epochs = (trial.last_result or {}).get(store.EPOCH, 0)
         self._record(trial, status="completed", epochs=epochs)
         how = "finished" if epochs >= self.num_epochs else f"stopped early by the scheduler after {epochs}"
         done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
@@ -269,7 +269,7 @@ class TrialLog(Callback):
         for trial in trials:
             if trial.trial_id in self.ended and self.ended[trial.trial_id].status is not None:
                 continue
-            epochs = (trial.last_result or {}).get("epoch", 0)
+            epochs = (trial.last_result or {}).get(store.EPOCH, 0)
             self._record(trial, status="completed", epochs=epochs, ended_by="time_budget")
             self._say(f"{trial.trial_id} stopped by the time budget after {epochs}/{self.num_epochs} epochs")
 
@@ -279,8 +279,8 @@ class TrialLog(Callback):
         self._say(f"{trial.trial_id} failed and is retried from its last checkpoint")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._record(trial, status="error", epochs=(trial.last_result or {}).get("epoch", 0))
-        self._say(f"{trial.trial_id} failed; see {trial.path}/error.txt")
+        self._record(trial, status="error", epochs=(trial.last_result or {}).get(store.EPOCH, 0))
+        self._say(f"{trial.trial_id} failed; see {trial.path}/{store.ERROR_FILE}")
 
 
 class NoRayTensorBoard(TBXLoggerCallback):
@@ -537,10 +537,10 @@ def from_scratch(stage_dir: Path) -> list[tuple[str, str]]:
                 out.append(
                     (
                         trial["trial_id"],
-                        f"its folder {folder} was deleted (it had reached epoch {store.epoch_number(last.get('epoch', 0))})",
+                        f"its folder {folder} was deleted (it had reached epoch {store.epoch_number(last.get(store.EPOCH, 0))})",
                     )
                 )
-            elif not last.get("checkpoint_dir_name") and trial["status"] != "PENDING":
+            elif not last.get(store.CHECKPOINT_DIR_NAME) and trial["status"] != "PENDING":
                 out.append((trial["trial_id"], "it was cut before it saved its first checkpoint"))
         return out
     except (OSError, ValueError, KeyError, TypeError):

@@ -22,6 +22,8 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+from tuning.store import EPOCH
+
 TUNE_TRIAL_ATTR = "tune_trial_id"
 """User attribute of each Optuna trial: its Tune trial id (the folder is ``<stage>_<id>``)."""
 ENDED_BY_ATTR = "ended_by"
@@ -37,7 +39,7 @@ def trained_every_epoch(result: dict[str, Any]) -> bool:
     A result without the trial's ``num_epochs`` counts as finished (what Ray records).
     """
     planned = result.get("config/training/num_epochs")
-    return planned is None or float(result.get("epoch", 0)) >= float(planned)
+    return planned is None or float(result.get(EPOCH, 0)) >= float(planned)
 
 
 def journal(path: str | Path) -> JournalStorage:

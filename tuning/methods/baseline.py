@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tuning.config import ExperimentConfig
 from tuning.methods._stage import run_stage, trial_data
+from tuning.settings import ExperimentConfig
 
 
 def baseline_method(exp: ExperimentConfig, splits: Any, prefix: str = "") -> list[Path]:

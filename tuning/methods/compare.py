@@ -12,33 +12,25 @@ from pathlib import Path
 from typing import Any
 
 from tuning import store
-from tuning.config import (
-    ConfigError,
-    ExperimentConfig,
-    apply_overrides,
-    load_experiment,
-    make_smoke,
-    validate,
-)
 from tuning.methods._stage import read_stage
 from tuning.methods.seeds import repeat_over_seeds
 from tuning.metrics import MODES
+from tuning.settings import ConfigError, ExperimentConfig
 from tuning.store import CompareEntry, CompareRecord
 
 NOT_COMPARABLE = ("compare", "seeds")
 
 
 def method_experiment(exp: ExperimentConfig, method: str) -> ExperimentConfig:
-    """The sub-experiment of one compared method: its file, the same flags, the same folder."""
+    """The sub-experiment of one compared method: its file, the same flags, the same folder;
+    checked as the command line checks the experiment it builds (``tuning.experiment.resolve``)."""
+    from tuning.experiment import resolve
     from tuning.methods import resolve_auto
 
-    sub = load_experiment(Path(exp.source_file or ".").parent / f"{method}.yaml")
-    sub.method = method
-    apply_overrides(sub, exp.overrides)
-    if exp.smoke_test:
-        make_smoke(sub)
+    sub = resolve(
+        Path(exp.source_file or ".").parent / f"{method}.yaml", method, exp.overrides, exp.smoke_test
+    )
     sub.name, sub.storage = exp.name, exp.storage
-    validate(sub)
     resolve_auto(sub, like=exp)  # the machine's resources and precision, as the driver resolved them
     return sub
 

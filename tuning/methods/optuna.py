@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tuning.config import ConfigError, ExperimentConfig
 from tuning.methods._stage import run_stage, trial_data
+from tuning.settings import ConfigError, ExperimentConfig
 
 
 def optuna_method(exp: ExperimentConfig, splits: Any, prefix: str = "") -> list[Path]:

@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tuning.config import ConfigError, ExperimentConfig
 from tuning.methods._stage import run_stage, trial_data
+from tuning.settings import ConfigError, ExperimentConfig
 from tuning.spaces import to_tune
+from tuning.store import EPOCH
 
 MUTABLE = ("learning_rate", "weight_decay")
 
@@ -36,7 +37,7 @@ def pbt_method(exp: ExperimentConfig, splits: Any, prefix: str = "") -> list[Pat
             f"the pbt method needs `space:` domains for at least one of {list(MUTABLE)} in {exp.source_file}."
         )
     scheduler = PopulationBasedTraining(
-        time_attr="epoch",  # perturbation_interval counts epochs, also with sub-epoch reports
+        time_attr=EPOCH,  # perturbation_interval counts epochs, also with sub-epoch reports
         perturbation_interval=exp.search.perturbation_interval,
         hyperparam_mutations=mutations,  # type: ignore[arg-type]  # Ray's hint rejects nested dicts it accepts
         quantile_fraction=0.25,

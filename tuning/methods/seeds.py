@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tuning.config import ConfigError, ExperimentConfig
 from tuning.methods._stage import run_stage, trial_data
+from tuning.settings import ConfigError, ExperimentConfig
 from tuning.trial_config import normalize, trial_config
 
 

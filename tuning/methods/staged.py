@@ -16,8 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tuning.config import ConfigError, ExperimentConfig
 from tuning.methods._stage import require_done, run_stage, trial_data
+from tuning.settings import ConfigError, ExperimentConfig
 
 
 def _need_stages(exp: ExperimentConfig) -> None:

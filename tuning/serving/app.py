@@ -17,7 +17,7 @@ import re
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
@@ -30,11 +30,21 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from starlette.exceptions import HTTPException
 
-from tuning.config import ConfigError
 from tuning.serving.batcher import DynamicBatcher
 from tuning.serving.body_limit import BodyLimit, BodyTooLarge, too_large_response
 from tuning.serving.page import STATIC_DIR, load_template, render_page
 from tuning.serving.scorer import SIMILAR_AT, ServedModel
+from tuning.settings import ConfigError
+from tuning.settings.rules import Rule, at_least, within
+from tuning.settings.schema import RULE, setting
+
+DEVICE = Rule(lambda v: v == "auto" or v.split(":")[0] in ("cpu", "cuda"), "auto, cpu, cuda or cuda:N")
+
+
+def flag_name(name: str) -> str:
+    """A ServeSettings field's flag: ``max_batch_size`` -> ``--max-batch-size``."""
+    return "--" + name.replace("_", "-")
+
 
 MAX_SENTENCE_CHARS = 1000
 """Longest sentence accepted (characters); a 128-token model reads ~150-300 Korean characters."""
@@ -50,32 +60,29 @@ between Python, JavaScript (ECMA 262, the OpenAPI dialect) and Rust regex engine
 
 @dataclass
 class ServeSettings:
-    """Where the server listens and how it batches."""
+    """Where the server listens and how it batches. Each field is a flag of ``run_search.py
+    serve`` (``--max-batch-size``), its docstring the help, its rule checked by :meth:`validate`."""
 
     host: str = "127.0.0.1"
     """Interface to listen on; ``0.0.0.0`` exposes the server to the network."""
-    port: int = 8000
+    port: int = setting(8000, rule=within(0, 65535))
     """TCP port."""
-    max_batch_size: int = 32
+    max_batch_size: int = setting(32, rule=at_least(1))
     """Most sentence pairs per forward pass; 1 turns dynamic batching off."""
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = setting(5.0, rule=at_least(0))
     """Longest a request waits for others to share its forward pass (milliseconds); 0 turns
     dynamic batching off."""
-    device: str = "auto"
+    device: str = setting("auto", rule=DEVICE)
     """``cpu``, ``cuda``, ``cuda:N``, or ``auto`` (the GPU when there is one)."""
 
     def validate(self) -> None:
-        """Raise one ``ConfigError`` listing every bad setting."""
+        """Raise one ``ConfigError`` listing every bad setting, named by its flag."""
         problems = []
-        if not 0 <= self.port <= 65535:
-            problems.append(f"--port must be in [0, 65535], got {self.port}.")
-        if self.max_batch_size < 1:
-            problems.append(f"--max-batch-size must be >= 1, got {self.max_batch_size}.")
-        if self.max_wait_ms < 0:
-            problems.append(f"--max-wait-ms must be >= 0, got {self.max_wait_ms}.")
-        if self.device != "auto" and self.device.split(":")[0] not in ("cpu", "cuda"):
-            problems.append(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}.")
-        elif self.device.startswith("cuda") and not torch.cuda.is_available():
+        for f in fields(self):
+            rule, value = f.metadata.get(RULE), getattr(self, f.name)
+            if rule is not None and not rule(value):
+                problems.append(f"{flag_name(f.name)} must be {rule.accepts}, got {value!r}.")
+        if not problems and self.device.startswith("cuda") and not torch.cuda.is_available():
             problems.append(f"--device {self.device}: no CUDA GPU is visible here; use --device cpu.")
         if problems:
             raise ConfigError("\n".join(problems))
@@ -257,9 +264,12 @@ def create_app(served: ServedModel, settings: ServeSettings) -> FastAPI:
         return {
             "status": "ok",
             "model": info,
-            "validation": best.get("validation"),
-            "test": best.get("test"),
-            "trial": {k: best[k] for k in ("stage", "trial_id", "best_epoch", "params") if k in best},
+            "validation": best.validation,
+            "test": best.test,
+            # What best.json holds of these (a model exported untrained holds only its trial_id).
+            "trial": best.model_dump(
+                include={"stage", "trial_id", "best_epoch", "params"}, exclude_unset=True
+            ),
             "threshold": SIMILAR_AT,
             "limits": {
                 "max_sentence_chars": MAX_SENTENCE_CHARS,

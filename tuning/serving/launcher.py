@@ -14,7 +14,7 @@ from types import TracebackType
 
 import httpx
 
-from tuning.config import REPO_ROOT
+from tuning.settings import REPO_ROOT
 
 HOST = "127.0.0.1"
 

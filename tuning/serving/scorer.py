@@ -7,7 +7,6 @@ the model's ``max_length`` tokens — the pair together for ``cross``, each sent
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from tuning.config import ModelConfig
+from tuning import store
 from tuning.metrics import THRESHOLD
 from tuning.model import (
     EXPORT_FIX,
@@ -29,8 +28,8 @@ from tuning.model import (
     load_tokenizer,
     tokenize_pairs,
 )
-from tuning.store import BEST_FILE
-from tuning.trial_config import trial_value
+from tuning.settings import ModelConfig
+from tuning.store import BEST_FILE, Best, trial_value
 
 DEFAULT_MAX_LENGTH = 128
 SIMILAR_AT = THRESHOLD
@@ -48,8 +47,8 @@ class ServedModel:
     folder: Path
     max_length: int = DEFAULT_MAX_LENGTH
     """Tokens per encoded input; longer inputs are truncated."""
-    best: dict[str, Any] = field(default_factory=dict)
-    """The content of ``best.json`` (empty when the folder has none)."""
+    best: Best = field(default_factory=Best)
+    """What ``best.json`` records (no field set when the folder has none)."""
 
     @classmethod
     def load(cls, folder: str | Path, device: str = "cpu") -> ServedModel:
@@ -65,7 +64,7 @@ class ServedModel:
                 "the folder a finished search exports (see experiment.json's `best_model`)."
             )
         best = _read_best(folder)
-        max_length = _max_length(best.get("config") or {}, folder)
+        max_length = _max_length(best.config, folder)
         try:
             model = STSModel.from_pretrained(folder)  # a damaged file: one ModelError naming it
             tokenizer = load_saved_tokenizer(folder, EXPORT_FIX)
@@ -118,17 +117,17 @@ class ServedModel:
         }
 
 
-def _read_best(folder: Path) -> dict[str, Any]:
-    path = folder / BEST_FILE
-    if not path.is_file():
-        return {}
+def _read_best(folder: Path) -> Best:
+    """The folder's ``best.json`` (an empty record when it has none).
+
+    Raises:
+        ModelError: it is torn, not a JSON object or not one this tool wrote (names the file and
+            the field).
+    """
     try:
-        best = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelError(f"{path} is not valid JSON: {err}.") from None
-    if not isinstance(best, dict):
-        raise ModelError(f"{path} must hold a JSON object, got {type(best).__name__}.")
-    return best
+        return store.read_best(folder) or Best()
+    except store.StorageError as err:
+        raise ModelError(str(err)) from None
 
 
 def _max_length(config: dict[str, Any], folder: Path) -> int:
@@ -159,10 +158,7 @@ def export_untrained(
     tokenizer = load_tokenizer(cfg, texts)
     model = build_model(cfg, tokenizer, target_scale=5.0 if cfg.architecture == "bi" else 1.0)
     model.save_pretrained(folder, tokenizer, cfg.max_length)  # the same folder export_best writes
-    best = {
-        "trial_id": "untrained",
-        "validation": validation or {},
-        "config": {"model": asdict(cfg)},
-    }
-    (folder / BEST_FILE).write_text(json.dumps(best, indent=2), encoding="utf-8")
+    store.write_best(
+        folder, Best(trial_id="untrained", validation=validation or {}, config={"model": asdict(cfg)})
+    )
     return folder

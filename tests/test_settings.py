@@ -1,4 +1,4 @@
-"""Tests of tuning.config: parsing, coercion, ${SHARED}, file errors, validation, shipped files,
+"""Tests of tuning.settings: parsing, coercion, ${SHARED}, file errors, validation, shipped files,
 the flags generated from the fields, and the stored config --resume reads."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tuning.config import (
+from tuning.settings import (
     SECTIONS,
     SHARED_ENV,
     ConfigError,
@@ -584,7 +584,7 @@ def test_requests_larger_than_the_machine_name_request_supply_and_flag() -> None
 
 
 def test_a_request_no_cluster_node_or_node_type_meets_is_named():
-    from tuning.config import SearchConfig, node_problems
+    from tuning.settings import SearchConfig, node_problems
 
     nodes = [{"CPU": 8.0}, {"CPU": 4.0, "GPU": 1.0}]
     assert node_problems(SearchConfig(cpus_per_trial=4, gpus_per_trial=0.5), nodes, "auto") == []
