@@ -191,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
     """A new experiment (or ``--resume``'s) run to its end; the exit status."""
     from reports import write_report
     from tuning.experiment import Experiment, Stopped
+    from tuning.store import EXPERIMENT_FILE
 
     if args.resume:
         experiment = Experiment.resume(Path(args.resume), shown=args.resume)
@@ -198,7 +199,12 @@ def run(args: argparse.Namespace) -> int:
             return 0
     else:
         exp = build_experiment(args)
-        experiment = Experiment.start(exp, args.machine, " ".join(["python", *sys.argv]))
+        try:
+            experiment = Experiment.start(exp, args.machine, " ".join(["python", *sys.argv]))
+        except KeyboardInterrupt:  # once experiment.json is written, a stop leaves it resumable
+            if not Path(exp.experiment_dir, EXPERIMENT_FILE).is_file():
+                raise
+            return stopped(Path(exp.experiment_dir), args)
     try:  # from here on the experiment is on disk: a stop signal leaves it resumable
         return experiment.run(write_report, args.address, on_ray_started=STOP.install)
     except Stopped as err:

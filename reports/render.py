@@ -22,6 +22,7 @@ from tuning.store import (
     ExperimentRecord,
     Gap,
     MachinePlan,
+    Soup,
     TestScore,
     Untuned,
     portable,
@@ -113,9 +114,11 @@ def summary_section(exp: ExperimentRecord, rows: list[Row], importances: list[Im
         if tied:
             out.append(
                 f"- Within noise on validation: `{meta.control.winner}` and {', '.join(f'`{t}`' for t in tied)} "
-                "(paired bootstrap, see the ranking): the search cannot tell them apart; the exported "
+                "(paired bootstrap, see the ranking): the search cannot tell them apart; "
                 f"`{meta.control.winner}` is the first by validation {exp.metric}, not a clear best."
             )
+    if meta.soup:
+        out.append(soup_line(meta.soup))
     out += budget_lines(exp)
     out += machine_lines(meta.hardware)
     decisive = [
@@ -296,7 +299,7 @@ def recipe_line(control: Control, trained: dict[str, int] | None = None) -> str:
         )
     )
     what = ", ".join(f"{k}={fmt(v)}" for k, v in control.recipe_params.items()) or "the fixed configuration"
-    if control.recipe == control.winner:
+    if control.recipe == control.winner and not control.exported:
         return (
             f"- Recipe control: the recipe's own trial `{control.recipe}` ({what}) is the winner: the "
             "search found nothing better on validation."
@@ -304,11 +307,40 @@ def recipe_line(control: Control, trained: dict[str, int] | None = None) -> str:
     splits = "; ".join(
         f"{split} {gap_text(gap)}: **{VERDICT_TEXT[gap.verdict]}**" for split, gap in control.held_out.items()
     )
+    ours = f"The exported {control.exported}" if control.exported else "Winner"
     return (
-        f"- Winner vs the recipe (`{control.recipe}`: {what}; never stopped early, it is the search's "
+        f"- {ours} vs the recipe (`{control.recipe}`: {what}; never stopped early, it is the search's "
         f"control; {budget_text}; a kept checkpoint is the trial's best on validation), Pearson on "
         f"held-out pairs, paired bootstrap over {control.resamples} resamples: "
         f"{splits or 'no held-out split was scored'}."
+    )
+
+
+def soup_line(soup: Soup) -> str:
+    """What was exported: the greedy soup's ingredients, what each candidate did on validation,
+    and the soup's held-out gain over the best single trial (paired bootstrap)."""
+    first = soup.ingredients[0]
+    tried = "; ".join(
+        f"`{name}` {'kept' if name in soup.ingredients else 'left out'} ({soup.metric} {fmt(value)})"
+        for name, value in soup.tried.items()
+    )
+    skipped = "; ".join(f"`{name}` not averaged: {why}" for name, why in soup.skipped.items())
+    how = "; ".join(t for t in (tried, skipped) if t)
+    if len(soup.ingredients) == 1:
+        return (
+            f"- Exported model: `{first}`'s checkpoint. The greedy soup added no other checkpoint "
+            f"(added one at a time, best first, only if validation {soup.metric} rose above "
+            f"{fmt(soup.validation.get(soup.metric, float('nan')))}: {how or 'no other candidate'})."
+        )
+    gains = "; ".join(
+        f"{split} {gap_text(gap)}: **{VERDICT_TEXT[gap.verdict]}**" for split, gap in soup.versus_best.items()
+    )
+    return (
+        f"- Exported model: a greedy soup (uniform weight average, Wortsman et al. 2022) of "
+        f"{', '.join(f'`{n}`' for n in soup.ingredients)}; validation {soup.metric} "
+        f"{fmt(soup.validation.get(soup.metric, float('nan')))} ({how}). Against `{first}` alone, "
+        f"Pearson on held-out pairs (validation chose the ingredients, so only these count): "
+        f"{gains or 'no held-out split was scored'}."
     )
 
 

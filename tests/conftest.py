@@ -44,6 +44,15 @@ def shared() -> Path:
 
 
 @pytest.fixture(scope="session")
+def killed_run(tmp_path_factory, shared):
+    """One optuna search SIGKILLed mid-way and resumed, shared by the tests that read it
+    (tests/killed_run.py)."""
+    from tests.killed_run import kill_and_resume
+
+    return kill_and_resume(tmp_path_factory.mktemp("killed"))
+
+
+@pytest.fixture(scope="session")
 def small_splits(shared: Path):
     """64 training and 32 validation KorSTS pairs, plus the full test splits."""
     from tuning.data import load_splits

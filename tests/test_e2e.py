@@ -11,6 +11,7 @@ from reports import read_experiment
 from reports.tables import fmt
 from tests.conftest import REPO, run_cli, run_main
 from tuning.model import STSModel, predict
+from tuning.store import read_best
 
 pytestmark = pytest.mark.e2e
 
@@ -38,6 +39,14 @@ def test_optuna_smoke_search_writes_a_ranked_report(smoke_run):
     assert "- Trials trained on: `cpu` (2)" in report
     assert [s.stage for s in record.stages] == ["optuna"]
     assert record.stages[0].searched == ["batch_size", "learning_rate", "warmup_ratio", "weight_decay"]
+    # The greedy soup was tried from the winner; best.json says what was exported.
+    soup = record.meta.soup
+    winner = next(s for s in record.test_scores if s.role == "top")
+    assert soup is not None and soup.ingredients[0] == f"{winner.stage}/{winner.trial_id}"
+    assert set(soup.tried) | set(soup.skipped) | {soup.ingredients[0]} >= set(soup.ingredients)
+    assert "- Exported model: " in report
+    best = read_best(smoke_run / "best_model")
+    assert best is not None and (best.soup or [soup.ingredients[0]]) == soup.ingredients
     for trial in record.trials:
         assert trial.status in ("finished", "stopped")
         assert [e["epoch"] for e in trial.reports] == list(range(1, len(trial.reports) + 1))

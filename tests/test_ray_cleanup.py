@@ -6,7 +6,6 @@ the fast tests; the last test SIGKILLs a real smoke search and resumes it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -14,13 +13,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.conftest import run_cli, start_cli
+from tests.killed_run import KilledRun
 from tuning import ray_session
 
 SLEEP = [sys.executable, "-c", "import time; time.sleep(120)"]
@@ -167,69 +165,21 @@ def test_ray_temp_folder_fits_rays_unix_socket_paths(monkeypatch):
     assert ray_session.temp_root() == Path("/tmp/klue-tune-ray")  # ... so that folder is not used
 
 
-def session_processes(session: Path) -> dict[int, str]:
-    """PID -> command line of every process naming ``session`` or holding a file open in it."""
-    out = {}
-    for proc in psutil.process_iter():
-        try:
-            cmdline = " ".join(proc.cmdline())
-            files = [f.path for f in proc.open_files()]
-            if proc.status() != psutil.STATUS_ZOMBIE and (
-                session.name in cmdline or any(f.startswith(f"{session}/") for f in files)
-            ):
-                out[proc.pid] = cmdline
-        except psutil.Error:
-            continue
-    return out
-
-
 @pytest.mark.e2e
-def test_resume_stops_the_ray_processes_a_killed_driver_left(tmp_path):
-    exp = tmp_path / "r"
-    command = [
-        "--smoke-test",
-        "--storage",
-        str(tmp_path),
-        "--name",
-        "r",
-        "--method",
-        "optuna",
-        "--profile",
-        "cpu",
-    ]
-    driver = start_cli(*command)
-    survivors: dict[int, str] = {}
-    try:
-        lines = []
-        for line in driver.stdout:  # until a trial has reported
-            lines.append(line)
-            if " epoch 1" in line:
-                break
-        assert driver.poll() is None, "".join(lines)[-3000:]
-        session = Path(json.loads((exp / ray_session.RECORD_FILE).read_text())["session_dir"])
-        assert session.parent == ray_session.temp_root()
-        os.kill(driver.pid, signal.SIGKILL)
-        driver.wait(timeout=30)
-        driver.stdout.close()
-        time.sleep(5)  # what dies with the driver has died
-        survivors = session_processes(session)
-        print(f"alive 5 s after the driver's SIGKILL: {survivors}")
-        assert survivors, "nothing outlived the driver here: this test would show nothing"
-
-        resumed = run_cli("--resume", str(exp))
-        assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-        assert json.loads((exp / "experiment.json").read_text())["finished"] is True
-        # The resumed run stopped them (Ray's agents end by themselves only 30-90 s later).
-        stopped = re.search(
-            r"stopped \d+ Ray processes left by a killed run \(PIDs \[(.*)\]\)", resumed.stdout
-        )
-        assert stopped and set(survivors) <= {int(pid) for pid in stopped.group(1).split(", ")}, (
-            resumed.stdout
-        )
-        still = [pid for pid in survivors if psutil.pid_exists(pid) and pid in session_processes(session)]
-        assert still == [], {pid: survivors[pid] for pid in still}
-        assert not (exp / ray_session.RECORD_FILE).exists()  # the resumed run shut down cleanly
-    finally:
-        for pid in survivors:  # whatever the tool failed to stop, by the PIDs seen
-            with contextlib.suppress(psutil.Error):
-                psutil.Process(pid).kill()
+def test_resume_stops_the_ray_processes_a_killed_driver_left(killed_run: KilledRun):
+    """The driver alone was SIGKILLed mid-search (tests/killed_run.py): its Ray processes outlived
+    it; the resumed run stops them before it starts Ray, and shuts its own down cleanly."""
+    exp, resumed = killed_run.exp, killed_run.resumed
+    assert killed_run.session.parent == ray_session.temp_root()
+    print(f"alive 5 s after the driver's SIGKILL: {killed_run.survivors}")
+    assert killed_run.survivors, "nothing outlived the driver here: this test would show nothing"
+    assert resumed is not None
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert json.loads((exp / "experiment.json").read_text())["finished"] is True
+    # The resumed run stopped them (Ray's agents end by themselves only 30-90 s later).
+    stopped = re.search(r"stopped \d+ Ray processes left by a killed run \(PIDs \[(.*)\]\)", resumed.stdout)
+    assert stopped and set(killed_run.survivors) <= {int(pid) for pid in stopped.group(1).split(", ")}, (
+        resumed.stdout
+    )
+    assert killed_run.still_alive == [], {pid: killed_run.survivors[pid] for pid in killed_run.still_alive}
+    assert not (exp / ray_session.RECORD_FILE).exists()  # the resumed run shut down cleanly

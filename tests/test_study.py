@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from ray.tune.experiment import Trial
 
 from tests.conftest import run_cli
-from tests.test_resume import BASE, kill_session, start_search, wait_for
+from tests.killed_run import KilledRun
 from tuning.methods._progress import PROGRESS_ENV, Progress
 from tuning.methods._study import ENDED_BY_ATTR, TUNE_TRIAL_ATTR, journal, prune_running, trained_every_epoch
 from tuning.store import RAY_LOG_FILE, STUDY_FILE, TENSORBOARD_DIR, read_results
@@ -239,36 +239,20 @@ def test_terminal_shows_progress_and_not_rays_notices(smoke):
 
 
 @pytest.mark.e2e
-def test_resumed_search_goes_on_in_the_same_study(tmp_path):
-    space = tmp_path / "space.yaml"
-    space.write_text(
-        BASE.replace("num_samples: 4", "num_samples: 3").replace("num_epochs: 4", "num_epochs: 3")
-        + "space:\n  learning_rate: {type: loguniform, low: 1.0e-4, high: 1.0e-2}\n"
-    )
-    exp = tmp_path / "r"
-    stage = exp / "optuna"
-    proc = start_search(space, tmp_path, "r")
-
-    def one_trial_ended() -> bool:
-        return (stage / "trials.json").is_file() and bool(json.loads((stage / "trials.json").read_text()))
-
-    try:
-        wait_for(one_trial_ended, proc)
-    finally:
-        kill_session(proc)
-    before = {d.name.removeprefix("optuna_") for d in stage.glob("optuna_*")}
-    first_run = optuna.load_study(study_name="optuna", storage=journal(exp / STUDY_FILE))
-    ended_first = {t.user_attrs[TUNE_TRIAL_ATTR] for t in first_run.trials if t.state == TrialState.COMPLETE}
+def test_resumed_search_goes_on_in_the_same_study(killed_run: KilledRun):
+    """The driver was SIGKILLed after a trial ended and while the next trained (tests/killed_run.py)."""
+    exp, stage = killed_run.exp, killed_run.stage
+    before, ended_first = killed_run.folders_before, killed_run.study_complete
     assert ended_first
-
-    resumed = run_cli("--resume", str(exp))
+    resumed = killed_run.resumed
+    assert resumed is not None
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
 
     storage = journal(exp / STUDY_FILE)
     assert optuna.get_all_study_names(storage) == ["optuna"]  # the same study, not a second one
     study = optuna.load_study(study_name="optuna", storage=storage)
     folders = {d.name.removeprefix("optuna_") for d in stage.glob("optuna_*")}
-    assert len(folders) == 3 and folders - before  # a trial that only the resumed run started
+    assert len(folders) == 4 and folders - before  # a trial that only the resumed run started
     complete = {t.user_attrs[TUNE_TRIAL_ATTR]: t for t in study.trials if t.state == TrialState.COMPLETE}
     assert set(complete) == folders and ended_first <= set(complete)
     # Nothing is left running: a trial the killed driver had asked for but Tune never saved is failed.

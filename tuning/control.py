@@ -73,6 +73,7 @@ def control(
     labels: Mapping[str, np.ndarray],
     recipe: tuple[str, str] | None,
     seed: int = 0,
+    exported: tuple[str, Mapping[str, np.ndarray]] | None = None,
 ) -> Control | None:
     """The exported winner (``scores``' first ``top``) against the recipe's trial on every
     held-out split and against the other top trials on validation; ``None`` without a winner.
@@ -84,6 +85,8 @@ def control(
         labels: split -> the gold scores, in the same order.
         recipe: (stage, trial id) of the recipe's trial, or ``None`` when the search ran none.
         seed: the bootstrap's seed (the experiment's).
+        exported: when the exported model is not the winner's checkpoint (a soup): what it is,
+            and its scores of the held-out splits; those are compared with the recipe's.
     """
     top = [s for s in scores if s.role == "top"]
     if not top:
@@ -109,10 +112,11 @@ def control(
         return out
     out.recipe, out.recipe_params = f"{recipe[0]}/{recipe[1]}", scored.params
     out.recipe_pairs = _pairs(record, scored)
+    ours = predictions[key]
+    if exported is not None:
+        out.exported, ours = exported
     for split in (s for s in labels if s != "validation"):
-        out.held_out[split] = paired_gap(
-            labels[split], predictions[key][split], predictions[recipe][split], seed
-        )
+        out.held_out[split] = paired_gap(labels[split], ours[split], predictions[recipe][split], seed)
     return out
 
 

@@ -452,6 +452,7 @@ class Experiment:
 
         from tuning.control import control
         from tuning.ranking import control_trial
+        from tuning.soup import cook
         from tuning.trial_config import TrialSettings, trial_config
         from tuning.winners import export_best, prune_checkpoints, score_winners, untuned_start
 
@@ -478,15 +479,32 @@ class Experiment:
         scores = score_winners(record, splits, metric, exp.search.top_k, recipe, predictions)
         store.write_scores(exp_dir, scores)
         labels = {name: np.asarray(splits[name]["label"]) for name in ("validation", *tests)}
-        meta.control = control(record, scores, predictions, labels, recipe, seed=exp.search.seed)
+        top = [s for s in scores if s.role == "top"]
+        soup, exported = None, None
+        if exp.search.soup and top:
+            candidates = [s for s in scores if s.role in ("top", "recipe")]
+            cooked = cook(candidates, splits, metric, predictions, seed=exp.search.seed)
+            meta.soup = cooked.record if cooked else None
+            if cooked and len(cooked.record.ingredients) > 1:
+                soup = (cooked.model, cooked.record)
+                exported = (f"greedy soup of {', '.join(cooked.record.ingredients)}", cooked.predictions)
+                log.info(
+                    "exporting a greedy soup of %s: validation %s %.4f (the best trial alone: %.4f)",
+                    ", ".join(cooked.record.ingredients),
+                    metric,
+                    cooked.record.validation[metric],
+                    top[0].validation[metric],
+                )
+        meta.control = control(
+            record, scores, predictions, labels, recipe, seed=exp.search.seed, exported=exported
+        )
         if meta.untuned is None:
             meta.untuned = untuned_start(TrialSettings.from_dict(trial_config(exp)), splits)
         freed = prune_checkpoints(record, scores, metric)
         if freed:
             log.info("removed checkpoints no trial needs any more: %.0f MiB freed", freed / 2**20)
-        top = [s for s in scores if s.role == "top"]
         if top:
-            meta.best_model = str(export_best(top[0], exp_dir))
+            meta.best_model = str(export_best(top[0], exp_dir, soup))
         meta.wall_time_s = time.time() - self.started
         meta.finished = bool(top) and all(s.status == "done" for s in record.stages)
         store.write_meta(exp_dir, meta)

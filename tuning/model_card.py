@@ -275,10 +275,19 @@ def _search(best: Best, experiment: ExperimentRecord | None) -> list[str]:
                 f"| {stage.stage} | {stage.searcher or '-'} | {stage.scheduler or '-'} | {trials} | {names} |"
             )
         out.append("")
-    out.append(
-        f"The winner is trial `{best.stage}/{best.trial_id}`, at its best epoch "
-        f"{best.best_epoch}. Its hyperparameters:"
-    )
+    if best.soup and len(best.soup) > 1:
+        others = ", ".join(f"`{name}`" for name in best.soup[1:])
+        out.append(
+            f"These weights are a greedy soup: the uniform average of the winner's checkpoint "
+            f"(trial `{best.stage}/{best.trial_id}`, at its best epoch {best.best_epoch}) and of "
+            f"{others}, each added only because the average scored better on validation "
+            "(Wortsman et al. 2022). The winner's hyperparameters:"
+        )
+    else:
+        out.append(
+            f"The winner is trial `{best.stage}/{best.trial_id}`, at its best epoch "
+            f"{best.best_epoch}. Its hyperparameters:"
+        )
     training = TrialSettings.from_dict(best.config).training
     searched: dict[str, Any] = best.params or {}
     fixed = {k: getattr(training, k) for k in ("loss", "head", "num_epochs", "lr_schedule", "seed")}

@@ -279,6 +279,29 @@ class Control(Record):
     """``stage/trial_id`` of each other scored top trial -> validation: the winner minus it."""
     note: str = ""
     """Why there is no recipe comparison, when there is none."""
+    exported: str | None = None
+    """What ``held_out`` compares with the recipe when it is not the winner's checkpoint: the
+    exported soup (``"greedy soup of a, b"``)."""
+
+
+class Soup(Record):
+    """The exported model as a greedy soup of the scored checkpoints (``tuning.soup``): which
+    were averaged, what each candidate scored on validation when tried, and the soup's gain over
+    the best single trial on each held-out split."""
+
+    metric: str
+    """The validation metric the ingredients were chosen by."""
+    ingredients: list[str]
+    """``stage/trial_id`` of each averaged checkpoint, best first; one: the winner alone."""
+    tried: dict[str, float] = {}
+    """Each candidate tried -> validation ``metric`` of the soup with it (kept if better)."""
+    skipped: dict[str, str] = {}
+    """Candidates that could not be averaged with the soup -> why."""
+    validation: dict[str, float] = {}
+    test: dict[str, dict[str, float]] = {}
+    """Held-out split -> the soup's metrics (a soup of more than one only)."""
+    versus_best: dict[str, Gap] = {}
+    """Held-out split -> the soup's Pearson minus the best single trial's (paired bootstrap)."""
 
 
 class MachinePlan(Record):
@@ -327,6 +350,8 @@ class ExperimentMeta(Record):
     search_wall_time_s: float | None = None
     untuned: Untuned | None = None
     control: Control | None = None
+    soup: Soup | None = None
+    """The greedy soup tried at the end (``search.soup``); its ingredients are what was exported."""
     """The winner against the recipe and the runners-up (paired bootstrap intervals)."""
     best_model: str | None = None
     wall_time_s: float | None = None
@@ -383,6 +408,9 @@ class Best(Record):
     checkpoint: str | None = None
     test: dict[str, dict[str, float]] | None = None
     role: Literal["top", "seeds", "recipe"] | None = None
+    soup: list[str] | None = None
+    """When the exported model is a greedy soup: ``stage/trial_id`` of each averaged checkpoint
+    (the first is the winner, whose config this is); ``validation`` and ``test`` are the soup's."""
     config: dict[str, Any] = {}
     """The winner's trial config, as Ray Tune handed it to the trial (``params.json``)."""
 

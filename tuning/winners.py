@@ -17,6 +17,7 @@ from tuning.store import (
     BEST_MODEL_DIR,
     EPOCH,
     ExperimentRecord,
+    Soup,
     TestScore,
     TrialRecord,
     Untuned,
@@ -110,9 +111,12 @@ def score_winners(
     return out
 
 
-def export_best(winner: TestScore, experiment_dir: str | Path) -> Path:
-    """Save the winner as ``<experiment>/best_model``: model, tokenizer, ``best.json`` and a
-    model card (``README.md``).
+def export_best(
+    winner: TestScore, experiment_dir: str | Path, soup: tuple[STSModel, Soup] | None = None
+) -> Path:
+    """Save the winner (or the ``soup`` of it and other checkpoints: the model and its record)
+    as ``<experiment>/best_model``: model, tokenizer, ``best.json`` and a model card
+    (``README.md``).
 
     The folder loads with ``STSModel.from_pretrained`` (0-5 scores, what ``serve`` uses), with
     ``SentenceTransformer`` (``bi``: the card gives the cosine's map to 0-5) or ``CrossEncoder``
@@ -128,10 +132,15 @@ def export_best(winner: TestScore, experiment_dir: str | Path) -> Path:
     if out.exists():
         shutil.rmtree(out)
     model, tokenizer = load_checkpoint(winner.checkpoint)
+    if soup is not None:
+        model = soup[0]
+        winner = winner.model_copy(update={"validation": soup[1].validation, "test": soup[1].test})
     settings = store.read_params(Path(winner.checkpoint).parent)
     model.save_pretrained(out, tokenizer, TrialSettings.from_dict(settings).model.max_length)
     # Paths relative to the experiment folder (or ${SHARED}/...): the folder can move or be shared.
     best = store.Best.of(winner, settings, experiment_dir)
+    if soup is not None:
+        best.soup = list(soup[1].ingredients)
     store.write_best(out, best)
     has_record = Path(experiment_dir, store.EXPERIMENT_FILE).is_file()
     experiment = store.read_experiment(experiment_dir) if has_record else None

@@ -186,6 +186,11 @@ class SearchConfig:
     """Retries of a failed trial from its last checkpoint."""
     top_k: int = setting(3, rule=at_least(1), flag="--top-k")
     """Best configurations scored on the test split(s) after the search."""
+    soup: bool = True
+    """Export a greedy soup of the scored checkpoints (the top ``top_k`` and the recipe's trial):
+    best first, each averaged in only if the average scores better on validation (Wortsman et
+    al. 2022); the report gives its held-out gain over the best trial. False: export the best
+    trial's checkpoint."""
     seed: int = setting(42, rule=SEED, flag="--seed")
     """Seed of the searcher."""
     startup_trials: int | None = setting(None, rule=or_null(at_least(0)))
