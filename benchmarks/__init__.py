@@ -54,6 +54,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "peers": Benchmark(
         "the same search through this tool, sentence-transformers, HF Trainer + Ray, plain Optuna (hours)"
     ),
+    "soup": Benchmark("greedy soups of a finished search's checkpoints: validation vs held-out Pearson"),
     "serve_load": Benchmark("latency and throughput of `run_search.py serve`, with and without batching", ()),
     "cluster_scaling": Benchmark(
         "one node vs two loopback nodes, and the cost of a node failure",

@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         f"best validation Pearson {grid.best:.4f} - {args.tolerance:g} = {grid.best - args.tolerance:.4f}.\n"
     )
     print(table(outcomes, args.tolerance))
-    from tuning.methods._stage import default_startup_trials
+    from tuning.methods import default_startup_trials
 
     print(
         f"\nTPE's first {default_startup_trials(args.samples)} of {args.samples} trials are drawn at random "

@@ -44,6 +44,14 @@ def shared() -> Path:
 
 
 @pytest.fixture(scope="session")
+def method_runs(tmp_path_factory, shared):
+    """One smoke search per method, each run the first time a test asks for it (tests/method_runs.py)."""
+    from tests.method_runs import MethodRuns
+
+    return MethodRuns(tmp_path_factory.mktemp("methods"))
+
+
+@pytest.fixture(scope="session")
 def killed_run(tmp_path_factory, shared):
     """One optuna search SIGKILLed mid-way and resumed, shared by the tests that read it
     (tests/killed_run.py)."""

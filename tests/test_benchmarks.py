@@ -28,7 +28,7 @@ from benchmarks import (
 )
 from tuning.settings import SHARED_ENV, parse_experiment, validate
 from tuning.spaces import check_experiment
-from tuning.store import StageRecord
+from tuning.store import StageRecord, read_experiment
 
 
 def test_help_lists_every_benchmark():
@@ -334,3 +334,23 @@ def test_cpu_levers_quick_prints_one_row_per_lever(capsys):
     assert [r.split(" | ")[0].removeprefix("| ") for r in rows] == list(cpu_levers.LEVERS)
     assert rows[0].split(" | ")[2] == "1.00x"
     assert all(float(r.split(" | ")[1]) > 0 and float(r.split(" | ")[3]) > 0 for r in rows)
+
+
+@pytest.mark.e2e
+def test_soup_prints_every_prefix_of_the_scored_checkpoints(method_runs):
+    """On the shared smoke search: one row per prefix of the scored checkpoints, best first, each
+    with validation and every held-out split; the search's own choice named below."""
+    exp = method_runs("optuna")
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "soup", str(exp)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    table = [line for line in out.stdout.splitlines() if line.startswith("| `")]
+    scored = [s for s in read_experiment(exp).test_scores if s.role in ("top", "recipe")]
+    assert len(table) == len(scored) and table[-1].count(" + ") == len(scored) - 1
+    assert all(len(row.split(" | ")) == 5 for row in table)  # validation, test, korsts_dev_heldout, klue_dev
+    assert "Exported by the search: optuna/" in out.stdout

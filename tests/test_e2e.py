@@ -17,13 +17,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory, shared) -> Path:
-    storage = tmp_path_factory.mktemp("runs")
-    proc = run_cli(
-        "--method", "optuna", "--profile", "cpu", "--smoke-test", "--storage", str(storage), "--name", "smoke"
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return storage / "smoke"
+def smoke_run(method_runs) -> Path:
+    """The optuna smoke search of the profile ``cpu``, shared with test_methods_e2e."""
+    return method_runs("optuna")
 
 
 def test_optuna_smoke_search_writes_a_ranked_report(smoke_run):

@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from reports import read_experiment
-from tests.conftest import REPO, run_cli, run_main
+from tests.conftest import run_cli, run_main
+from tests.method_runs import MethodRuns
 from tuning.methods import METHODS
 from tuning.metrics import METRICS
 from tuning.serving import ServedModel
 from tuning.store import Carried
 
 pytestmark = pytest.mark.e2e
-CPU = REPO / "search_spaces" / "cpu"
 ENDED = ("finished", "stopped")
 """How a trial of a search that ran to its end may have ended: trained every epoch, or stopped
 early by the scheduler (never failed, cut off, or out of time budget)."""
@@ -36,47 +34,10 @@ def smoke(tmp_path: Path, name: str, *args: str) -> Path:
     return tmp_path / name
 
 
-def compare_file(folder: Path) -> Path:
-    """A compare file over baseline and grid: the profile's own runs all five methods."""
-    folder.mkdir()
-    for name in ("baseline.yaml", "grid.yaml"):
-        shutil.copy(CPU / name, folder / name)
-    (folder / "compare.yaml").write_text("base: baseline.yaml\nname: cmp\nmethods: [baseline, grid]\n")
-    return folder / "compare.yaml"
-
-
-# The search-space flags of each method's shared run; every other method runs its profile file.
-SPACE_FLAGS = {"compare": lambda storage: ("--space", str(compare_file(storage / "spaces")))}
-
-
-class MethodRuns:
-    """One ``--smoke-test`` search per method, run the first time a test asks for that method.
-
-    Args:
-        storage: the folder every run writes its experiment into, named after the method.
-    """
-
-    def __init__(self, storage: Path) -> None:
-        self.storage = storage
-        self.procs: dict[str, subprocess.CompletedProcess[str]] = {}
-
-    def __call__(self, method: str) -> Path:
-        """The experiment folder of ``method``'s run; fails the test if the run failed."""
-        if method not in self.procs:
-            space = SPACE_FLAGS.get(method, lambda _: ("--profile", "cpu"))(self.storage)
-            storage = ("--storage", str(self.storage), "--name", method)
-            try:
-                self.procs[method] = run_cli("--method", method, *space, "--smoke-test", *storage)
-            except subprocess.TimeoutExpired as err:  # kept, so the next test does not rerun it
-                self.procs[method] = subprocess.CompletedProcess(err.cmd, -9, "", str(err))
-        proc = self.procs[method]
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        return self.storage / method
-
-
 @pytest.fixture(scope="module")
-def method_run(tmp_path_factory, shared) -> MethodRuns:
-    return MethodRuns(tmp_path_factory.mktemp("methods"))
+def method_run(method_runs: MethodRuns) -> MethodRuns:
+    """One smoke search per method, shared with the other modules that read one (tests/method_runs.py)."""
+    return method_runs
 
 
 def section(report: str, heading: str) -> str:

@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from tuning.methods._progress import quiet_ray
-from tuning.methods._stage import STOP_REQUESTED, StageInterrupted, run_stage, trial_data
+from tuning.methods._stage import (
+    STOP_REQUESTED,
+    StageInterrupted,
+    default_startup_trials,
+    run_stage,
+    trial_data,
+)
 from tuning.methods.baseline import baseline_method
 from tuning.methods.compare import compare_method
 from tuning.methods.optuna import optuna_method
@@ -35,6 +41,7 @@ METHODS: dict[str, Method] = {
 __all__ = [
     "METHODS",
     "StageInterrupted",
+    "default_startup_trials",
     "get_method",
     "quiet_ray",
     "request_stop",
