@@ -228,3 +228,18 @@ def test_a_reused_worker_gives_back_what_a_finished_trial_freed():
     start, before, after = map(int, out.stdout.split())  # RSS in MiB
     assert before - start > 350, (start, before)  # the finished trial's chunks were still mapped
     assert after - start < 50, (start, before, after)  # and now they are not
+
+
+def test_a_checkpoint_whose_folder_was_deleted_is_not_there(tmp_path):
+    """A resumed trial whose folder was deleted starts over (train_trial): Tune still hands over
+    the checkpoint its saved state names, so its folder is checked, not assumed."""
+    from ray import tune
+
+    from tuning.trial import checkpoint_exists
+
+    folder = tmp_path / "checkpoint_000000"
+    folder.mkdir()
+    checkpoint = tune.Checkpoint.from_directory(str(folder))
+    assert checkpoint_exists(checkpoint)
+    folder.rmdir()
+    assert not checkpoint_exists(checkpoint)

@@ -625,6 +625,13 @@ def release_freed_memory() -> None:
         _MALLOC_TRIM(0)
 
 
+def checkpoint_exists(checkpoint: Any) -> bool:
+    """Whether a Tune checkpoint's folder is still there (on its file system: local or shared)."""
+    from pyarrow.fs import FileType
+
+    return bool(checkpoint.filesystem.get_file_info(checkpoint.path).type == FileType.Directory)
+
+
 def train_trial(config: dict[str, Any], data: DatasetDict | None = None) -> None:
     """The Ray Tune trainable: one fine-tuning run, reported to Tune after every epoch.
 
@@ -651,6 +658,10 @@ def train_trial(config: dict[str, Any], data: DatasetDict | None = None) -> None
 
     with scratch_dir() as output_dir:
         checkpoint = tune.get_checkpoint()
+        if checkpoint is not None and not checkpoint_exists(checkpoint):
+            # Its folder was deleted (`--resume` said it "runs again from scratch"): Tune still
+            # hands over the checkpoint its saved state names; start over rather than fail on it.
+            checkpoint = None
         if checkpoint is None:
             run_training(settings, data, output_dir, report)
         else:
