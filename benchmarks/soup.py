@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from tuning.data import load_splits
     from tuning.hardware import cpu_count
     from tuning.metrics import MODES, compute_all
-    from tuning.model import predict
+    from tuning.model import STSModel, predict
     from tuning.soup import average, best_config
     from tuning.trial_config import TrialSettings
     from tuning.winners import load_checkpoint, test_splits
@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         names = ["validation", *test_splits(splits)]
         max_length = TrialSettings.from_dict(best_config(scored[0])).model.max_length
         model, tokenizer = load_checkpoint(scored[0].checkpoint or "")
-        states = [load_checkpoint(s.checkpoint or "")[0].state_dict() for s in scored]
+        first = {k: v.clone() for k, v in model.state_dict().items()}  # loading below writes into model
+        states = [first, *(STSModel.from_checkpoint(s.checkpoint or "").state_dict() for s in scored[1:])]
         rows, first = [], {}
         for k in range(1, len(scored) + 1):
             model.load_state_dict(average(states[:k]))

@@ -23,6 +23,7 @@ import httpx
 import numpy as np
 import psutil
 import pytest
+import torch
 from transformers import AutoTokenizer
 
 from tuning.model import ModelError, STSModel, predict
@@ -517,3 +518,18 @@ def test_no_batching_scores_one_request_per_pass(tiny_dir: Path, offline: Callab
     assert health["batching"]["enabled"] is False
     assert stats["batches"] == stats["requests"] == len(responses)
     assert stats["largest_batch_requests"] == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for a machine without CUDA")
+def test_every_bad_serve_setting_is_named_at_once() -> None:
+    """Each setting by the rule on its field, and a CUDA device where torch sees none, in one message."""
+    from tuning.serving import ServeSettings
+    from tuning.settings import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        ServeSettings(port=70000, max_batch_size=0, device="cuda:0").validate()
+    assert str(err.value).splitlines() == [
+        "--port must be in [0, 65535], got 70000.",
+        "--max-batch-size must be >= 1, got 0.",
+        "--device cuda:0: no CUDA GPU is visible here; use --device cpu.",
+    ]

@@ -22,6 +22,8 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +32,7 @@ from datasets import DatasetDict
 from tuning.control import paired_gap
 from tuning.metrics import MODES, compute_all
 from tuning.model import STSModel, predict
-from tuning.store import Soup, TestScore
+from tuning.store import Soup, TestScore, read_params
 from tuning.trial_config import TrialSettings
 from tuning.winners import load_checkpoint, test_splits
 
@@ -92,10 +94,12 @@ def cook(
     validation and the held-out splits); None without any candidate.
 
     Args:
-        candidates: in any order; they are tried best first by validation ``metric``.
+        candidates: in any order; they are tried best first by the validation ``metric`` their
+            trials reported (the search's ranking: the first is the winner).
         splits: validation and the held-out splits, with their labels.
         metric: the search's validation metric (its direction from ``tuning.metrics.MODES``).
-        predictions: (stage, trial id) -> split -> that checkpoint's scores.
+        predictions: (stage, trial id) -> split -> that checkpoint's scores (``validation``
+            included: the winner's sets the bar each mixture must beat).
         seed: the bootstrap's seed.
     """
     sign = 1.0 if MODES[metric] == "max" else -1.0
@@ -112,11 +116,14 @@ def cook(
     pairs = list(zip(splits["validation"]["sentence1"], splits["validation"]["sentence2"]))
     max_length = base_settings.model.max_length
     states = [base_model.state_dict()]
-    value = best.validation[metric]
+    # The bar is the best checkpoint scored as every mixture is (``predict`` after the search),
+    # not the value its trial reported while training (which may have run in bf16 autocast).
+    kept = predictions[(best.stage, best.trial_id)]["validation"]
+    value = compute_all(kept, labels)[metric]
     record = Soup(ingredients=[label(best)], validation={metric: value}, metric=metric)
     model = base_model
     for cand in ordered[1:]:
-        other, _ = load_checkpoint(cand.checkpoint or "")
+        other = STSModel.from_checkpoint(cand.checkpoint or "")
         why = mismatch(base_model, other, base_settings, TrialSettings.from_dict(best_config(cand)))
         if why:
             record.skipped[label(cand)] = why
@@ -124,16 +131,17 @@ def cook(
         trial_states = [*states, other.state_dict()]
         mixed = copy.deepcopy(base_model)
         mixed.load_state_dict(average(trial_states))
-        scored = compute_all(predict(mixed, tokenizer, pairs, max_length), labels)[metric]
+        scores = predict(mixed, tokenizer, pairs, max_length)
+        scored = compute_all(scores, labels)[metric]
         record.tried[label(cand)] = scored
         if sign * scored > sign * value:
-            states, value, model = trial_states, scored, mixed
+            states, value, model, kept = trial_states, scored, mixed, scores
             record.ingredients.append(label(cand))
     record.validation = {metric: value}
     if len(record.ingredients) == 1:
         return Cooked(record, base_model, tokenizer, dict(predictions[(best.stage, best.trial_id)]))
-    out = {"validation": predict(model, tokenizer, pairs, max_length)}
-    record.validation = compute_all(out["validation"], labels)
+    out = {"validation": kept}
+    record.validation = compute_all(kept, labels)
     winner = predictions[(best.stage, best.trial_id)]
     for name in test_splits(splits):
         split = splits[name]
@@ -143,10 +151,6 @@ def cook(
     return Cooked(record, model, tokenizer, out)
 
 
-def best_config(score: TestScore) -> dict[str, object]:
+def best_config(score: TestScore) -> dict[str, Any]:
     """The trial config (``params.json``) beside a scored checkpoint."""
-    from pathlib import Path
-
-    from tuning import store
-
-    return store.read_params(Path(score.checkpoint or ".").parent)
+    return read_params(Path(score.checkpoint or ".").parent)

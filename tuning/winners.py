@@ -131,9 +131,10 @@ def export_best(
     out = Path(experiment_dir, BEST_MODEL_DIR)
     if out.exists():
         shutil.rmtree(out)
-    model, tokenizer = load_checkpoint(winner.checkpoint)
-    if soup is not None:
-        model = soup[0]
+    if soup is None:
+        model, tokenizer = load_checkpoint(winner.checkpoint)
+    else:  # the averaged model; the tokenizer is the winner's (every ingredient shares it)
+        model, tokenizer = soup[0], load_saved_tokenizer(winner.checkpoint, CHECKPOINT_FIX)
         winner = winner.model_copy(update={"validation": soup[1].validation, "test": soup[1].test})
     settings = store.read_params(Path(winner.checkpoint).parent)
     model.save_pretrained(out, tokenizer, TrialSettings.from_dict(settings).model.max_length)

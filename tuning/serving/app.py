@@ -82,7 +82,7 @@ class ServeSettings:
             rule, value = f.metadata.get(RULE), getattr(self, f.name)
             if rule is not None and not rule(value):
                 problems.append(f"{flag_name(f.name)} must be {rule.accepts}, got {value!r}.")
-        if not problems and self.device.startswith("cuda") and not torch.cuda.is_available():
+        if DEVICE(self.device) and self.device.startswith("cuda") and not torch.cuda.is_available():
             problems.append(f"--device {self.device}: no CUDA GPU is visible here; use --device cpu.")
         if problems:
             raise ConfigError("\n".join(problems))
