@@ -231,11 +231,16 @@ def test_a_reused_worker_gives_back_what_a_finished_trial_freed():
 
 
 def test_a_checkpoint_whose_folder_was_deleted_is_not_there(tmp_path):
-    """A resumed trial whose folder was deleted starts over (train_trial): Tune still hands over
-    the checkpoint its saved state names, so its folder is checked, not assumed."""
+    """A resumed trial whose folder was deleted starts over (``StartsOver``): Tune still hands
+    over the checkpoint its saved state names, so its folder is checked, not assumed. The whole
+    path runs in test_damage's resume test."""
     from ray import tune
+    from ray.tune.trainable.function_trainable import wrap_function
 
-    from tuning.trial import checkpoint_exists
+    from tuning.trial import StartsOver, checkpoint_exists, train_trial
+
+    # The class Ray builds for the stage's trainable (with its shared data) carries the check.
+    assert issubclass(wrap_function(tune.with_parameters(train_trial, data=None)), StartsOver)
 
     folder = tmp_path / "checkpoint_000000"
     folder.mkdir()

@@ -632,6 +632,24 @@ def checkpoint_exists(checkpoint: Any) -> bool:
     return bool(checkpoint.filesystem.get_file_info(checkpoint.path).type == FileType.Directory)
 
 
+class StartsOver:
+    """Mixed into Tune's trainable for :func:`train_trial`: a trial whose checkpoint is gone starts over.
+
+    A resumed experiment's saved state names each unfinished trial's last checkpoint, and
+    ``Tuner.restore`` hands it to the trial's actor unchecked. When the trial's folder was
+    deleted (``--resume`` then says it "runs again from scratch"), Ray's ``Trainable.restore``
+    raises on the missing folder at every retry and the trial ends in error. Skipping the
+    restore leaves the trial nothing to load: ``tune.get_checkpoint()`` is None and it trains
+    from its first step. Ray builds the trainable class from the function's ``__mixins__``.
+    """
+
+    def restore(self, checkpoint_path: Any) -> Any:
+        checkpoint = getattr(checkpoint_path, "checkpoint", None)  # a _TrainingResult from Tune
+        if checkpoint is not None and not checkpoint_exists(checkpoint):
+            return None
+        return super().restore(checkpoint_path)  # type: ignore[misc]
+
+
 def train_trial(config: dict[str, Any], data: DatasetDict | None = None) -> None:
     """The Ray Tune trainable: one fine-tuning run, reported to Tune after every epoch.
 
@@ -657,13 +675,12 @@ def train_trial(config: dict[str, Any], data: DatasetDict | None = None) -> None
         tune.report(metrics, checkpoint=checkpoint)
 
     with scratch_dir() as output_dir:
-        checkpoint = tune.get_checkpoint()
-        if checkpoint is not None and not checkpoint_exists(checkpoint):
-            # Its folder was deleted (`--resume` said it "runs again from scratch"): Tune still
-            # hands over the checkpoint its saved state names; start over rather than fail on it.
-            checkpoint = None
+        checkpoint = tune.get_checkpoint()  # None after StartsOver skipped a missing one
         if checkpoint is None:
             run_training(settings, data, output_dir, report)
         else:
             with checkpoint.as_directory() as resume_from:
                 run_training(settings, data, output_dir, report, resume_from=resume_from)
+
+
+train_trial.__mixins__ = (StartsOver,)  # type: ignore[attr-defined]
