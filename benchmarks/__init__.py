@@ -54,6 +54,9 @@ BENCHMARKS: dict[str, Benchmark] = {
     "peers": Benchmark(
         "the same search through this tool, sentence-transformers, HF Trainer + Ray, plain Optuna (hours)"
     ),
+    "rungs": Benchmark(
+        "how well early validation Pearson ranks configurations as the full budget does (ASHA's rungs)"
+    ),
     "soup": Benchmark("greedy soups of a finished search's checkpoints: validation vs held-out Pearson"),
     "serve_load": Benchmark("latency and throughput of `run_search.py serve`, with and without batching", ()),
     "cluster_scaling": Benchmark(

@@ -394,7 +394,13 @@ def budget_lines(exp: ExperimentRecord) -> list[str]:
                 f"- `{stage.stage}`: ASHA counts training pairs seen: grace period {asha.grace_period:,} "
                 f"pairs, rungs at {rungs}, largest budget {asha.max_t:,} pairs "
                 f"({asha.max_t / n:.3g} epochs of {n:,}); a trial reports every "
-                + (f"{every:,} pairs." if every else "epoch.")
+                + (f"{every:,} pairs" if every else "epoch")
+                + (
+                    f"; a rung stops no trial before {asha.min_trials} have reached it (one that came "
+                    "earlier is judged at its next report)."
+                    if asha.min_trials > 1
+                    else "; the first trial at a rung always continues (Ray's ASHA)."
+                )
             )
         budget = stage.time_budget_s
         if budget:

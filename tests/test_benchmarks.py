@@ -354,3 +354,21 @@ def test_soup_prints_every_prefix_of_the_scored_checkpoints(method_runs):
     assert len(table) == len(scored) and table[-1].count(" + ") == len(scored) - 1
     assert all(len(row.split(" | ")) == 5 for row in table)  # validation, test, korsts_dev_heldout, klue_dev
     assert "Exported by the search: optuna/" in out.stdout
+
+
+@pytest.mark.e2e
+def test_rungs_ranks_every_report_point_against_the_final_one(method_runs, capsys):
+    """On the shared smoke grid (every trial trains to the end): a row per report point, the
+    last one's rank correlation with itself +1.00 and its best the final best."""
+    from benchmarks import rungs
+
+    exp = method_runs("grid")
+    by_trial, end = rungs.curves(exp, "pearson")
+    assert len(by_trial) >= 4 and all(end in curve for curve in by_trial.values())
+    assert rungs.main([str(exp)]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    points = set.intersection(*(set(curve) for curve in by_trial.values()))
+    assert len(rows) == len(points)
+    assert rows[-1].split(" | ")[2].startswith("+1.00") and rows[-1].split(" | ")[3] == "yes"
+    assert f"{len(by_trial)} configurations trained to {end:,} pairs" in out

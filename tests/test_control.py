@@ -12,7 +12,7 @@ from ray.tune.schedulers import TrialScheduler
 from reports import render
 from tests.test_reports import TRIALS, experiment_record, table_after
 from tuning.control import control, paired_gap
-from tuning.methods._stage import ControlASHA
+from tuning.methods._stage import FairASHA
 from tuning.store import Control, Gap, TestScore
 
 N = 500  # as many pairs as the CPU profile's validation split
@@ -181,8 +181,10 @@ def trial(trial_id: str, lr: float) -> SimpleNamespace:
 @pytest.mark.parametrize("protected", [True, False])
 def test_asha_never_stops_the_recipe_trial_and_still_stops_the_others(protected):
     recipe = {"training/learning_rate": 5e-5} if protected else None
-    asha = ControlASHA(
+    asha = FairASHA(
         recipe=recipe,
+        rungs=[100, 200],
+        min_trials=1,  # Ray's ASHA: the first trial at a rung meets no cutoff
         time_attr="pairs",
         metric="pearson",
         mode="max",
@@ -208,3 +210,63 @@ def test_asha_never_stops_the_recipe_trial_and_still_stops_the_others(protected)
         assert decide("r", 200, 0.1) == TrialScheduler.CONTINUE
         assert decide("r", 400, 0.2) == TrialScheduler.STOP  # at the largest budget it ends as any trial
         assert asha._num_stopped == 2  # c, and the recipe at its end
+
+
+def fair_asha(min_trials: int) -> FairASHA:
+    return FairASHA(
+        rungs=[100, 300],
+        min_trials=min_trials,
+        time_attr="pairs",
+        metric="pearson",
+        mode="max",
+        max_t=900,
+        grace_period=100,
+        reduction_factor=3,
+    )
+
+
+@pytest.mark.parametrize("min_trials", [1, 2, 3])
+def test_fair_rungs_judge_the_first_trials_at_a_rung_once_it_fills(min_trials):
+    """Ray's ASHA (1) keeps the first trial at a rung whatever it scored; a fair rung judges it
+    at its next report, by its value at the rung, against everything recorded there by then."""
+    asha = fair_asha(min_trials)
+    trials = {i: trial(i, 1e-4) for i in "abcd"}
+    for t in trials.values():
+        asha.on_trial_add(None, t)
+
+    def decide(trial_id: str, pairs: int, pearson: float) -> str:
+        return asha.on_trial_result(None, trials[trial_id], {"pairs": pairs, "pearson": pearson})
+
+    first = decide("a", 100, 0.5)  # the weakest arrives first
+    second = decide("b", 100, 0.9)
+    third = decide("c", 100, 0.95)
+    # a's next report: judged by its 0.5 at the rung (not by the 0.99 it has now) once judged at all
+    a_later = decide("a", 200, 0.99)
+    assert (first, second, third) == (TrialScheduler.CONTINUE,) * 3
+    if min_trials == 1:  # a met an empty rung, b a rung of [0.5]: both continue, a for good
+        assert a_later == TrialScheduler.CONTINUE
+    else:  # a waited for the rung to fill and is judged now: 0.5 is below the top third
+        assert a_later == TrialScheduler.STOP
+    # b: judged on arrival against [0.5, 0.9] (2) and kept; at 3 it waited, and is judged now
+    expected = TrialScheduler.STOP if min_trials == 3 else TrialScheduler.CONTINUE
+    assert decide("b", 200, 0.99) == expected
+    assert decide("c", 200, 0.99) == TrialScheduler.CONTINUE  # judged once per rung: not again
+    assert asha.rung_counts() == {100: 3, 300: 0}
+    assert decide("d", 400, 0.1) == TrialScheduler.STOP  # past a full rung it is judged at once
+
+
+def test_a_fair_rung_pickled_before_it_existed_decides_as_ray_asha():
+    """A search started before fair rungs pickled its scheduler without them: resumed, it
+    decides as before (Ray's ASHA with the control)."""
+    import pickle
+
+    asha = fair_asha(3)
+    state = {k: v for k, v in asha.__dict__.items() if k not in ("_rungs", "_judged", "_min_trials")}
+    old = FairASHA.__new__(FairASHA)
+    old.__setstate__(pickle.loads(pickle.dumps(state)))
+    a, b = trial("a", 1e-4), trial("b", 1e-4)
+    old.on_trial_add(None, a)
+    old.on_trial_add(None, b)
+    assert old.on_trial_result(None, a, {"pairs": 100, "pearson": 0.9}) == TrialScheduler.CONTINUE
+    assert old.on_trial_result(None, b, {"pairs": 100, "pearson": 0.1}) == TrialScheduler.STOP
+    assert old.rung_counts() == {}

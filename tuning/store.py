@@ -175,6 +175,8 @@ class AshaBudget(Record):
     grace_period: int
     max_t: int
     rungs: list[int]
+    min_trials: int = 1
+    """Results a rung holds before it stops a trial (``search.rung_min_trials``; 1 before 2026-12-04)."""
 
 
 class StageRecord(Record):

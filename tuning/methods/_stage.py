@@ -11,10 +11,12 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 from ray.tune import Callback
 from ray.tune.logger import TBXLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
@@ -122,7 +124,7 @@ def asha_rungs(exp: ExperimentConfig, num_epochs: int, num_pairs: int) -> AshaBu
     while t < max_t:
         rungs.append(t)
         t *= exp.search.reduction_factor
-    return AshaBudget(grace_period=grace, max_t=max_t, rungs=rungs)
+    return AshaBudget(grace_period=grace, max_t=max_t, rungs=rungs, min_trials=exp.search.rung_min_trials)
 
 
 def scheduler_for(
@@ -131,13 +133,15 @@ def scheduler_for(
     """``asha`` (early stopping on the search metric, counted in training pairs seen) or ``fifo``.
 
     ``recipe``: the enqueued recipe point (:func:`recipe_point`); its trial is ASHA's control,
-    never stopped early (:class:`ControlASHA`).
+    never stopped early (:class:`FairASHA`).
     """
     if kind == "fifo":
         return FIFOScheduler()
     budget = asha_rungs(exp, num_epochs, num_pairs)
-    return ControlASHA(
+    return FairASHA(
         recipe=recipe,
+        rungs=budget.rungs,
+        min_trials=budget.min_trials,
         time_attr=store.PAIRS,
         max_t=budget.max_t,
         grace_period=budget.grace_period,
@@ -145,23 +149,48 @@ def scheduler_for(
     )
 
 
-class ControlASHA(ASHAScheduler):
-    """Ray Tune's ASHA whose recipe trial is a control arm, trained to the largest budget.
+class FairASHA(ASHAScheduler):
+    """Ray Tune's ASHA with fair rungs and the recipe's trial as a control arm.
 
-    The recipe's results still enter every rung, so each other trial meets the same cutoffs as
-    without the protection; only the decision on the recipe's own trial turns from "stop" into
-    "continue". The winner is then compared with the recipe at the same budget
-    (``tuning.control``), not with a recipe ASHA stopped at its first rung.
+    Fair rungs: Ray's ASHA judges a trial at a rung against the results already there, so the
+    first trial to reach a rung meets no cutoff and always continues; in a seeded search that
+    made the search's outcome its first trial. Here a rung stops nothing until it holds
+    ``min_trials`` results. A trial that arrived earlier trains on, and is judged at its next
+    report by the value it had at the rung, against the cutoff of everything recorded there
+    then (the top ``1/reduction_factor`` continue), as Optuna's ``bootstrap_count`` waits for
+    a rung to fill. Each trial is judged once per rung.
+
+    Control: the recipe's results still enter every rung, so each other trial meets the same
+    cutoffs as without the protection; only the decision on the recipe's own trial turns from
+    "stop" into "continue". The winner is then compared with the recipe at the same budget
+    (``tuning.control``), not with a recipe stopped at its first rung.
 
     Args:
-        recipe: the enqueued recipe point (``section/key`` -> value); ``None``: plain ASHA.
+        recipe: the enqueued recipe point (``section/key`` -> value); ``None``: no control.
+        rungs: the budgets (in ``time_attr``) trials are judged at, ascending, below ``max_t``.
+        min_trials: results a rung holds before it stops a trial (1: Ray's ASHA).
         **kwargs: ``ASHAScheduler``'s.
     """
 
-    def __init__(self, recipe: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        recipe: dict[str, Any] | None = None,
+        rungs: Sequence[int] = (),
+        min_trials: int = 1,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self._recipe = recipe or {}
         self._control: str | None = None
+        self._min_trials = min_trials
+        self._rungs: dict[int, dict[str, float]] | None = {t: {} for t in sorted(rungs)}
+        self._judged: dict[int, set[str]] = {t: set() for t in rungs}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A search started before 2026-12-04 pickled a ControlASHA that kept its rungs in Ray's
+        # brackets: resumed, it goes on deciding as it did (Ray's ASHA and the control).
+        state.setdefault("_rungs", None)
+        self.__dict__.update(state)
 
     def is_control(self, trial: Any) -> bool:
         """Whether ``trial`` is the recipe's: the first trial with the recipe's values."""
@@ -170,12 +199,52 @@ class ControlASHA(ASHAScheduler):
         return trial.trial_id == self._control
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
-        action = super().on_trial_result(tune_controller, trial, result)
+        if self._rungs is None:
+            action = super().on_trial_result(tune_controller, trial, result)
+        elif self._time_attr not in result or self._metric not in result:
+            return TrialScheduler.CONTINUE
+        else:
+            t, value = result[self._time_attr], self._metric_op * result[cast(str, self._metric)]
+            action = TrialScheduler.STOP if t >= self._max_t else self._judge(trial.trial_id, t, value)
+            self._num_stopped += action == TrialScheduler.STOP
         below_max = result.get(self._time_attr, 0) < self._max_t
         if action == TrialScheduler.STOP and below_max and self.is_control(trial):
             self._num_stopped -= 1
             return TrialScheduler.CONTINUE
         return action
+
+    def _judge(self, trial_id: str, t: float, value: float) -> str:
+        assert self._rungs is not None
+        for milestone, recorded in self._rungs.items():
+            if t < milestone:
+                break
+            recorded.setdefault(trial_id, value)  # its first report at or past the rung
+            judged = self._judged[milestone]
+            if trial_id in judged or len(recorded) < self._min_trials:
+                continue
+            judged.add(trial_id)
+            cutoff = np.nanpercentile(list(recorded.values()), (1 - 1 / self._reduction_factor) * 100)
+            if recorded[trial_id] < cutoff:
+                return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> None:
+        if self._rungs is None:
+            super().on_trial_complete(tune_controller, trial, result)
+            return
+        if self._time_attr in result and self._metric in result:
+            value = self._metric_op * result[cast(str, self._metric)]
+            for milestone, recorded in self._rungs.items():
+                if result[self._time_attr] >= milestone:
+                    recorded.setdefault(trial.trial_id, value)
+        self._trial_info.pop(trial.trial_id, None)
+
+    def rung_counts(self) -> dict[int, int]:
+        """Results recorded at each rung (empty for a search resumed from before fair rungs)."""
+        return {t: len(r) for t, r in (self._rungs or {}).items()}
+
+
+ControlASHA = FairASHA  # the name a search started before 2026-12-04 pickled
 
 
 def _has_values(config: dict[str, Any], point: dict[str, Any]) -> bool:
@@ -339,7 +408,7 @@ class StagePlan:
     samples: int
     keep_checkpoints: int
     recipe: dict[str, Any] | None = None
-    """The enqueued recipe point: its trial is ASHA's control (:class:`ControlASHA`)."""
+    """The enqueued recipe point: its trial is ASHA's control (:class:`FairASHA`)."""
 
     def tuner(self, trainable: Any) -> Any:
         """A new Tune experiment of the stage (a restored one comes from ``Tuner.restore``)."""

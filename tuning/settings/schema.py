@@ -171,6 +171,12 @@ class SearchConfig:
     ``reduction_factor`` times that."""
     reduction_factor: int = setting(2, rule=at_least(2))
     """ASHA: keep the top 1/reduction_factor of trials at each rung."""
+    rung_min_trials: int = setting(2, rule=at_least(1))
+    """ASHA: results a rung must hold before it stops any trial. A trial that reaches a rung
+    earlier trains on and is judged at its next report, against the same cutoff as the later
+    ones, so no trial is promoted for arriving first (1: Ray's ASHA, where the first trial at a
+    rung always continues). Each waiting trial trains unjudged, so more costs more: with two
+    trials at a time and 3, the first two train to the end."""
     max_concurrent_trials: int | None = setting(
         None, rule=or_null(at_least(1)), flag="--max-concurrent-trials"
     )
