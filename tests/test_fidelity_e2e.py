@@ -42,7 +42,8 @@ def test_asha_counts_pairs_and_stops_trials_between_epochs(tmp_path, shared):
     record = read_experiment(tmp_path / "runs" / "rungs")
     stage = record.stages[0]
     # Grace 0.25 epoch of 64 pairs, then x2 up to the largest budget of 2 epochs (128 pairs).
-    assert stage.asha == AshaBudget(unit="training pairs", grace_period=16, max_t=128, rungs=[16, 32, 64])
+    budget = AshaBudget(unit="training pairs", grace_period=16, max_t=128, rungs=[16, 32, 64], min_trials=2)
+    assert stage.asha == budget
     for trial in record.trials:
         assert [e["pairs"] for e in trial.reports] == [16 * (i + 1) for i in range(len(trial.reports))]
     stopped = [t for t in record.trials if t.status == "stopped"]
@@ -51,6 +52,7 @@ def test_asha_counts_pairs_and_stops_trials_between_epochs(tmp_path, shared):
     ]
     report = (tmp_path / "runs" / "rungs" / "report.md").read_text(encoding="utf-8")
     assert "ASHA counts training pairs seen: grace period 16 pairs, rungs at 16 (0.25 epochs)" in report
+    assert "a rung stops no trial before 2 have reached it" in report  # fair rungs (FairASHA)
 
 
 def test_time_budget_ends_the_search_and_the_report_says_so(tmp_path, shared):
