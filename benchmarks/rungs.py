@@ -47,21 +47,28 @@ def search(storage: Path, samples: int, smoke: bool) -> Path:
     return storage / "rungs"
 
 
-def curves(folder: Path, metric: str) -> tuple[dict[str, dict[int, float]], int]:
+def curves(folder: Path, metric: str) -> tuple[dict[str, dict[int, float]], int, int]:
     """Each trial's validation ``metric`` by training pairs seen, for the trials that reached the
-    largest budget any trial reached; and that budget."""
+    largest budget any trial reached; that budget; and the training pairs of one epoch."""
     from tuning import store
 
-    trials = store.read_experiment(folder).trials
+    record = store.read_experiment(folder)
     by_trial = {
         f"{t.stage}/{t.trial_id}": {int(r[store.PAIRS]): float(r[metric]) for r in t.reports if metric in r}
-        for t in trials
+        for t in record.trials
     }
     by_trial = {k: v for k, v in by_trial.items() if v}
     if not by_trial:
         raise BenchmarkError(f"{folder}: no trial reported {metric}")
     end = max(max(v) for v in by_trial.values())
-    return {k: v for k, v in by_trial.items() if end in v}, end
+    epoch = max((s.train_pairs or 0) for s in record.stages)
+    return {k: v for k, v in by_trial.items() if end in v}, end, epoch
+
+
+def at_budget(curve: dict[int, float], t: int) -> float:
+    """The value at the first report at or past ``t`` pairs: what ASHA records at a rung there
+    (reports fall on whole optimizer steps, so trials of other batch sizes report elsewhere)."""
+    return curve[min(p for p in curve if p >= t)]
 
 
 def spearman_interval(
@@ -110,19 +117,19 @@ def main(argv: list[str] | None = None) -> int:
         from tuning import store
 
         meta = store.read_meta(folder)
-        per_epoch = meta.settings.data.train_size or 0
-        by_trial, end = curves(folder, meta.metric)
+        by_trial, end, per_epoch = curves(folder, meta.metric)
         if len(by_trial) < 2:
             raise BenchmarkError(
                 f"{folder}: {len(by_trial)} trial(s) reached the end; a correlation needs 2+"
             )
         final = {k: v[end] for k, v in by_trial.items()}
         best = max(final, key=lambda k: final[k])
-        points = sorted(set.intersection(*(set(v) for v in by_trial.values())))
+        every = meta.settings.training.eval_every_pairs or per_epoch or end
+        points = [*range(every, end, every), end]
         keep = max(1, int(len(by_trial) / args.reduction_factor))
         rows = []
         for t in points:
-            at = {k: v[t] for k, v in by_trial.items()}
+            at = {k: at_budget(v, t) for k, v in by_trial.items()}
             names = sorted(at)
             rho, low, high = spearman_interval([at[k] for k in names], [final[k] for k in names])
             order = sorted(names, key=lambda k: -at[k])
