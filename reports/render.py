@@ -165,8 +165,14 @@ def test_scores_section(exp: ExperimentRecord) -> list[str]:
     ]
     out = ["## Test scores of the best configurations", "", table(header, body), ""]
     if exp.meta.best_model:
+        soup = exp.meta.soup
+        what = (
+            f"The greedy soup of {', '.join(f'`{n}`' for n in soup.ingredients)} (see above) is"
+            if soup and len(soup.ingredients) > 1
+            else "The winner is"
+        )
         out += [
-            f"The winner is exported to `{shown(exp, exp.meta.best_model)}` (in this report's folder): a "
+            f"{what} exported to `{shown(exp, exp.meta.best_model)}` (in this report's folder): a "
             "sentence-transformers folder with a "
             "model card (load with `SentenceTransformer(dir)` for `bi`, `CrossEncoder(dir)` for `cross`, "
             "or `STSModel.from_pretrained(dir)`).",
