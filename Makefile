@@ -42,10 +42,11 @@ demo: $(STAMP)
 # the end-to-end runs a file shares run once, each worker with its own Ray temp folder): one
 # per 3 cores, since a smoke search keeps 2-3 cores busy. On 2 cores that is 0, serial: three
 # workers there ran 28% faster but overloaded the cores until searches timed out
-# (docs/benchmarks.md). `make test TEST_WORKERS=4` overrides it.
+# (docs/benchmarks.md). `make test TEST_WORKERS=4` overrides it. The 25 slowest tests are listed
+# at the end: where the suite's time goes (docs/benchmarks.md, issue 27).
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) / 3 )))
 test: $(STAMP) browser
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 # Unit tests only (no Ray search): seconds.
 test-fast: $(STAMP) browser
