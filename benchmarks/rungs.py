@@ -71,6 +71,18 @@ def at_budget(curve: dict[int, float], t: int) -> float:
     return curve[min(p for p in curve if p >= t)]
 
 
+def report_points(every: int | None, per_epoch: int, end: int) -> list[int]:
+    """Where trials report, in pairs seen: every ``every`` pairs within each epoch and at each
+    epoch's end (as the trainer reports), up to ``end``."""
+    step = min(every or per_epoch, per_epoch)
+    points: set[int] = set()
+    for start in range(0, end, per_epoch):
+        stop = min(start + per_epoch, end)
+        points.update(range(start + step, stop, step))
+        points.add(stop)
+    return sorted(points)
+
+
 def spearman_interval(
     x: list[float], y: list[float], draws: int = 2000, seed: int = 0
 ) -> tuple[float, float, float]:
@@ -124,8 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         final = {k: v[end] for k, v in by_trial.items()}
         best = max(final, key=lambda k: final[k])
-        every = meta.settings.training.eval_every_pairs or per_epoch or end
-        points = [*range(every, end, every), end]
+        points = report_points(meta.settings.training.eval_every_pairs, per_epoch or end, end)
         keep = max(1, int(len(by_trial) / args.reduction_factor))
         rows = []
         for t in points:
