@@ -178,20 +178,32 @@ def trial(trial_id: str, lr: float) -> SimpleNamespace:
     return SimpleNamespace(trial_id=trial_id, config={"training": {"learning_rate": lr, "batch_size": 32}})
 
 
-@pytest.mark.parametrize("protected", [True, False])
-def test_asha_never_stops_the_recipe_trial_and_still_stops_the_others(protected):
-    recipe = {"training/learning_rate": 5e-5} if protected else None
-    asha = FairASHA(
+def fair_asha(
+    min_trials: int,
+    recipe: dict | None = None,
+    rungs: list[int] = [100, 300],  # noqa: B006 (read only)
+    max_t: int = 900,
+    reduction_factor: int = 3,
+) -> FairASHA:
+    """ASHA on validation Pearson by training pairs seen, first rung at 100 pairs."""
+    return FairASHA(
         recipe=recipe,
-        rungs=[100, 200],
-        min_trials=1,  # Ray's ASHA: the first trial at a rung meets no cutoff
+        rungs=rungs,
+        min_trials=min_trials,
         time_attr="pairs",
         metric="pearson",
         mode="max",
-        max_t=400,
+        max_t=max_t,
         grace_period=100,
-        reduction_factor=2,
+        reduction_factor=reduction_factor,
     )
+
+
+@pytest.mark.parametrize("protected", [True, False])
+def test_asha_never_stops_the_recipe_trial_and_still_stops_the_others(protected):
+    recipe = {"training/learning_rate": 5e-5} if protected else None
+    # min_trials 1: Ray's ASHA, where the first trial at a rung meets no cutoff
+    asha = fair_asha(1, recipe=recipe, rungs=[100, 200], max_t=400, reduction_factor=2)
     trials = [trial("a", 1e-4), trial("b", 3e-5), trial("r", 5e-5), trial("c", 2e-5)]
     for t in trials:
         asha.on_trial_add(None, t)
@@ -210,19 +222,6 @@ def test_asha_never_stops_the_recipe_trial_and_still_stops_the_others(protected)
         assert decide("r", 200, 0.1) == TrialScheduler.CONTINUE
         assert decide("r", 400, 0.2) == TrialScheduler.STOP  # at the largest budget it ends as any trial
         assert asha._num_stopped == 2  # c, and the recipe at its end
-
-
-def fair_asha(min_trials: int) -> FairASHA:
-    return FairASHA(
-        rungs=[100, 300],
-        min_trials=min_trials,
-        time_attr="pairs",
-        metric="pearson",
-        mode="max",
-        max_t=900,
-        grace_period=100,
-        reduction_factor=3,
-    )
 
 
 @pytest.mark.parametrize("min_trials", [1, 2, 3])
