@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: python benchmarks/rungs.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -47,19 +48,19 @@ def search(storage: Path, samples: int, smoke: bool) -> Path:
     return storage / "rungs"
 
 
-def curves(folder: Path, metric: str) -> tuple[dict[str, dict[int, float]], int, int]:
-    """Each trial's validation ``metric`` by training pairs seen, for the trials that reached the
-    largest budget any trial reached; that budget; and the training pairs of one epoch."""
+def curves(record: Any, metric: str) -> tuple[dict[str, dict[int, float]], int, int]:
+    """Each trial's validation ``metric`` by training pairs seen, for the trials of ``record`` (a
+    ``tuning.store.ExperimentRecord``) that reached the largest budget any trial reached; that
+    budget; and the training pairs of one epoch."""
     from tuning import store
 
-    record = store.read_experiment(folder)
     by_trial = {
         f"{t.stage}/{t.trial_id}": {int(r[store.PAIRS]): float(r[metric]) for r in t.reports if metric in r}
         for t in record.trials
     }
     by_trial = {k: v for k, v in by_trial.items() if v}
     if not by_trial:
-        raise BenchmarkError(f"{folder}: no trial reported {metric}")
+        raise BenchmarkError(f"{record.path}: no trial reported {metric}")
     end = max(max(v) for v in by_trial.values())
     epoch = max((s.train_pairs or 0) for s in record.stages)
     return {k: v for k, v in by_trial.items() if end in v}, end, epoch
@@ -114,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--storage", type=Path, help="where --run keeps its experiment (default: a temporary folder)"
     )
-    p.add_argument("--reduction-factor", type=float, default=3, help="ASHA's (the CPU profile's: 3)")
+    p.add_argument(
+        "--reduction-factor", type=float, help="ASHA's, for the cutoff column (default: the experiment's)"
+    )
     args: argparse.Namespace = p.parse_args(argv)
     if sum((bool(args.experiment), args.run, args.quick)) != 1:
         p.error("give an experiment folder, --run or --quick (one of them).")
@@ -127,23 +130,29 @@ def main(argv: list[str] | None = None) -> int:
             storage.mkdir(parents=True, exist_ok=True)
             folder = search(storage, 2 if args.quick else args.samples, smoke=args.quick)
         from tuning import store
+        from tuning.methods import rung_cutoff
+        from tuning.metrics import MODES
 
-        meta = store.read_meta(folder)
-        by_trial, end, per_epoch = curves(folder, meta.metric)
+        record = store.read_experiment(folder)
+        meta = record.meta
+        sign = 1.0 if MODES[meta.metric] == "max" else -1.0  # ASHA's metric_op
+        factor = args.reduction_factor or meta.settings.search.reduction_factor
+        by_trial, end, per_epoch = curves(record, meta.metric)
         if len(by_trial) < 2:
             raise BenchmarkError(
                 f"{folder}: {len(by_trial)} trial(s) reached the end; a correlation needs 2+"
             )
         final = {k: v[end] for k, v in by_trial.items()}
-        best = max(final, key=lambda k: final[k])
+        best = max(final, key=lambda k: sign * final[k])
         points = report_points(meta.settings.training.eval_every_pairs, per_epoch or end, end)
-        keep = max(1, int(len(by_trial) / args.reduction_factor))
         rows = []
         for t in points:
             at = {k: at_budget(v, t) for k, v in by_trial.items()}
             names = sorted(at)
             rho, low, high = spearman_interval([at[k] for k in names], [final[k] for k in names])
-            order = sorted(names, key=lambda k: -at[k])
+            order = sorted(names, key=lambda k: -sign * at[k])
+            cutoff = rung_cutoff((sign * v for v in at.values()), factor)
+            kept = sum(sign * v >= cutoff for v in at.values())
             epochs = f"{t / per_epoch:.3g}" if per_epoch else "?"
             rows.append(
                 [
@@ -151,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                     epochs,
                     f"{rho:+.2f} ({low:+.2f} to {high:+.2f})",
                     "yes" if order[0] == best else f"no (#{order.index(best) + 1})",
-                    "yes" if best in order[:keep] else "no",
+                    f"{'yes' if sign * at[best] >= cutoff else 'no'} ({kept} kept)",
                 ]
             )
         print(header(f"Rank correlation of early and final validation {meta.metric}", NAME, argv))
@@ -163,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                     "epochs",
                     f"Spearman with final {meta.metric} (95% interval)",
                     "final best is best here",
-                    f"final best in top {keep} of {len(by_trial)}",
+                    f"final best above ASHA's cutoff (factor {factor:g}, all {len(by_trial)} at the rung)",
                 ],
                 rows,
             )

@@ -363,7 +363,7 @@ def test_rungs_ranks_every_report_point_against_the_final_one(method_runs, capsy
     from benchmarks import rungs
 
     exp = method_runs("grid")
-    by_trial, end, _ = rungs.curves(exp, "pearson")
+    by_trial, end, _ = rungs.curves(read_experiment(exp), "pearson")
     assert len(by_trial) >= 4 and all(end in curve for curve in by_trial.values())
     assert rungs.main([str(exp)]) == 0
     out = capsys.readouterr().out

@@ -249,7 +249,7 @@ def test_fair_rungs_judge_the_first_trials_at_a_rung_once_it_fills(min_trials):
     # b: judged on arrival against [0.5, 0.9] (2) and kept; at 3 it waited, and is judged now
     expected = TrialScheduler.STOP if min_trials == 3 else TrialScheduler.CONTINUE
     assert decide("b", 200, 0.99) == expected
-    assert decide("c", 200, 0.99) == TrialScheduler.CONTINUE  # judged once per rung: not again
+    assert decide("c", 200, 0.99) == TrialScheduler.CONTINUE  # the best at the rung goes on
     assert asha.rung_counts() == {100: 3, 300: 0}
     assert decide("d", 400, 0.1) == TrialScheduler.STOP  # past a full rung it is judged at once
 

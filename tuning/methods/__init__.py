@@ -16,6 +16,7 @@ from tuning.methods._stage import (
     StageInterrupted,
     default_startup_trials,
     run_stage,
+    rung_cutoff,
     trial_data,
 )
 from tuning.methods.baseline import baseline_method
@@ -46,6 +47,7 @@ __all__ = [
     "quiet_ray",
     "request_stop",
     "run_stage",
+    "rung_cutoff",
     "stop_requested",
     "trial_data",
 ]

@@ -11,7 +11,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -149,6 +149,12 @@ def scheduler_for(
     )
 
 
+def rung_cutoff(values: Iterable[float], reduction_factor: float) -> float:
+    """ASHA's cutoff at a rung (Ray's rule), larger values better: a trial below it stops, so
+    about the top ``1/reduction_factor`` of the values recorded there go on."""
+    return float(np.nanpercentile(list(values), (1 - 1 / reduction_factor) * 100))
+
+
 class FairASHA(ASHAScheduler):
     """Ray Tune's ASHA with fair rungs and the recipe's trial as a control arm.
 
@@ -223,8 +229,7 @@ class FairASHA(ASHAScheduler):
             if trial_id in judged or len(recorded) < self._min_trials:
                 continue
             judged.add(trial_id)
-            cutoff = np.nanpercentile(list(recorded.values()), (1 - 1 / self._reduction_factor) * 100)
-            if recorded[trial_id] < cutoff:
+            if recorded[trial_id] < rung_cutoff(recorded.values(), self._reduction_factor):
                 return TrialScheduler.STOP
         return TrialScheduler.CONTINUE
 
