@@ -281,7 +281,7 @@ class Throughput:
 
 
 def probe_throughput(
-    settings: Any, splits: Any, gpu: bool = False, steps: int = 3, min_seconds: float = 0.5
+    settings: Any, splits: Any, gpu: bool = False, steps: int = 3, min_seconds: float | None = None
 ) -> Throughput:
     """Train ``settings``' model for a few optimizer steps on real training pairs and score
     validation pairs, in this process, with the trial's threads and precision.
@@ -290,8 +290,16 @@ def probe_throughput(
         settings: a ``TrialSettings`` (its precision resolved, not ``auto``).
         splits: ``train`` and ``validation`` (canonical columns).
         gpu: train on the GPU (trials ask for GPUs and one is visible here).
-        steps: timed optimizer steps at least (after one untimed warm-up step).
-        min_seconds: time the training steps for at least this long (small models are fast).
+        steps: timed optimizer steps at least (after the untimed warm-up steps).
+        min_seconds: time the training steps for at least this long (small models are fast);
+            default 0.5 s on a CPU, 2 s on a GPU.
+
+    The rate is the median of the timed steps' (each synchronized with the device). A GPU loads
+    (and may compile) each kernel the first time a shape needs it: on an H200 the first steps
+    took 4.9 and 2.6 s, later ones 0.03-0.3 s, and a step with a new padded length 2.6 s again.
+    So on a GPU every sampled batch (``steps + 3`` of them) is first run untimed, then timed;
+    a trial, too, soon has seen most lengths. With one warm-up step and the mean, the probe
+    measured 16 pairs/s for trials that trained at ~300 (docs/benchmarks.md, issue 28).
     """
     from tuning.model import PairCollator, encode
     from tuning.trial import trial_model
@@ -304,14 +312,17 @@ def probe_throughput(
         train, validation = splits["train"], splits["validation"]
         batch = settings.training.batch_size
         # A seeded random sample: the first rows of a file may be shorter or longer than most.
-        picked = np.random.default_rng(0).permutation(len(train))[: batch * (steps + 1)]
+        device = "cuda" if gpu and torch.cuda.is_available() else "cpu"
+        warmup = 3 if device == "cuda" else 1
+        if min_seconds is None:
+            min_seconds = 2.0 if device == "cuda" else 0.5
+        picked = np.random.default_rng(0).permutation(len(train))[: batch * (steps + warmup)]
         sample = train.select(sorted(int(i) for i in picked))
         tokenizer, model, _ = trial_model(settings, train)
         arch, max_len = settings.model.architecture, settings.model.max_length
         encoded = encode(sample, tokenizer, arch, max_len)
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
         collate = PairCollator(tokenizer.pad_token_id)
-        device = "cuda" if gpu and torch.cuda.is_available() else "cpu"
         model.to(device)
         half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(settings.training.precision)
 
@@ -335,25 +346,33 @@ def probe_throughput(
             optimizer.zero_grad(set_to_none=True)
 
         batches = [list(range(i, min(i + batch, len(encoded)))) for i in range(0, len(encoded), batch)]
-        step(batches[0])  # warm-up
-        timed = batches[1:] or batches
-        pairs, start, i = 0, time.perf_counter(), 0
-        while i < steps or time.perf_counter() - start < min_seconds:
-            step(timed[i % len(timed)])
-            pairs += len(timed[i % len(timed)])
-            i += 1
+        # A GPU warms up on every batch it is then timed on (each padded length is a new shape);
+        # a CPU on the first batch only.
+        for rows in batches if device == "cuda" else batches[:warmup]:
+            step(rows)
         sync()
-        train_pairs_s = pairs / (time.perf_counter() - start)
+        timed = batches if device == "cuda" else batches[warmup:] or batches
+        rates: list[float] = []
+        start = time.perf_counter()
+        while len(rates) < steps or time.perf_counter() - start < min_seconds:
+            rows = timed[len(rates) % len(timed)]
+            began = time.perf_counter()
+            step(rows)
+            sync()
+            rates.append(len(rows) / (time.perf_counter() - began))
+        train_pairs_s = float(np.median(rates))
         model.eval()
         rows = validation.select(range(min(len(validation), 2 * settings.training.eval_batch_size)))
         val = encode(rows, tokenizer, arch, max_len)
         size = settings.training.eval_batch_size
+        chunks = [[val[k] for k in range(j, min(j + size, len(val)))] for j in range(0, len(val), size)]
         with torch.no_grad(), autocast():
-            model(**inputs([val[j] for j in range(min(size, len(val)))]))  # warm-up
+            for rows in chunks if device == "cuda" else chunks[:1]:  # warm-up: every shape on a GPU
+                model(**inputs(rows))
             sync()
             start = time.perf_counter()
-            for j in range(0, len(val), size):
-                model(**inputs([val[k] for k in range(j, min(j + size, len(val)))]))
+            for rows in chunks:
+                model(**inputs(rows))
             sync()
         eval_pairs_s = len(val) / max(time.perf_counter() - start, 1e-9)
     finally:

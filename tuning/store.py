@@ -473,6 +473,9 @@ LEARNING_RATE = "learning_rate"
 """The learning rate at the last logged step."""
 ELAPSED_S = "elapsed_s"
 """Seconds since the trial (this run of it) started."""
+STARTED_AT = "started_at"
+"""When the trial (this run of it) started, seconds since the epoch: with ``ELAPSED_S`` a
+report's exact wall-clock span (Ray's ``timestamp`` is whole seconds)."""
 DEVICE = "device"
 """Where the trial trained: ``cpu``, ``cuda:0``, ..."""
 # Ray Tune adds its own keys to each row; those read here:

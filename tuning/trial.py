@@ -44,7 +44,7 @@ from tuning.metrics import compute_all
 from tuning.model import PairCollator, STSModel, build_model, encode, load_tokenizer
 from tuning.schedules import make_schedule
 from tuning.settings import TrainingConfig, field_names
-from tuning.store import DEVICE, ELAPSED_S, EPOCH, LEARNING_RATE, PAIRS, STEP, TRAIN_LOSS
+from tuning.store import DEVICE, ELAPSED_S, EPOCH, LEARNING_RATE, PAIRS, STARTED_AT, STEP, TRAIN_LOSS
 from tuning.trial_config import TrialSettings
 
 # Validation metrics every report carries (``loss`` is the validation loss).
@@ -271,6 +271,7 @@ class EvalReporter(TrainerCallback):
             TRAIN_LOSS: float(np.mean(self.train_loss)) if self.train_loss else float("nan"),
             LEARNING_RATE: last_lr,
             ELAPSED_S: time.time() - self.started,
+            STARTED_AT: self.started,
             DEVICE: str(args.device),  # cpu, cuda:0, ...: where this trial trained
         }
         self.train_loss = []
