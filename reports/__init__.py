@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reports.cost import cost_chart
 from reports.figures import (
     FIGURE_FILES,
     compare_chart,
@@ -44,6 +45,7 @@ def write_figures(record: ExperimentRecord) -> dict[str, str]:
     rows = to_rows(record.trials, record.metric)
     drawn = {
         "compare": compare_chart(method_rows(record), folder),
+        "cost": cost_chart(record, folder),
         "pareto": pareto_scatter(rows, pareto_front(rows), folder),
         "importance": importance_chart(experiment_importances(record), folder),
         "curves": learning_curves(

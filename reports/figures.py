@@ -20,7 +20,8 @@ COMPARE_PNG = "compare.png"
 CURVES_PNG = "learning_curves.png"
 PARETO_PNG = "pareto.png"
 IMPORTANCE_PNG = "importance.png"
-FIGURE_FILES = (COMPARE_PNG, CURVES_PNG, PARETO_PNG, IMPORTANCE_PNG)
+COST_PNG = "cost_front.png"
+FIGURE_FILES = (COMPARE_PNG, CURVES_PNG, PARETO_PNG, IMPORTANCE_PNG, COST_PNG)
 
 # How each way a trial ended is marked at its last epoch: (marker, colour, legend text).
 END_MARKERS: dict[TrialStatus, tuple[str, str | None, str]] = {

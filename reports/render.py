@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from reports.cost import cost_section
 from reports.importance import EVALUATOR, METRICS, Importance, domain_text, experiment_importances
 from reports.stages import compare_section, seeds_section, stages_section
 from reports.tables import STATUS_TEXT, fmt, human, ranking_table, table
@@ -39,6 +40,7 @@ def render(exp: ExperimentRecord, figures: dict[str, str] | None = None) -> str:
     out += unreadable_section(exp)  # 0. what this report could not read, before anything it says
     out += summary_section(exp, rows, importances)  # 1. what ran and what won
     out += test_scores_section(exp)  # 2. the winners on the test split(s)
+    out += cost_section(exp, figures)  # ... and against their serving cost
     out += compare_section(exp, figures)  # 3. what a comparing, seeded or staged method did
     out += seeds_section(exp)
     if len(exp.stages) > 1:
@@ -166,8 +168,11 @@ def test_scores_section(exp: ExperimentRecord) -> list[str]:
     out = ["## Test scores of the best configurations", "", table(header, body), ""]
     if exp.meta.best_model:
         soup = exp.meta.soup
+        sel = exp.meta.selection
         what = (
-            f"The greedy soup of {', '.join(f'`{n}`' for n in soup.ingredients)} (see above) is"
+            f"`{sel.chosen}`, chosen by `--select {sel.rule}` (see below), is"
+            if sel and sel.chosen != sel.best
+            else f"The greedy soup of {', '.join(f'`{n}`' for n in soup.ingredients)} (see above) is"
             if soup and len(soup.ingredients) > 1
             else "The winner is"
         )

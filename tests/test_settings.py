@@ -655,6 +655,9 @@ def test_short_flags_are_declared_beside_their_fields() -> None:
         "--full-grid": ("search.full_grid",),
         "--from": ("search.from_experiment",),
         "--time-budget": ("search.time_budget",),
+        "--cost": ("search.cost",),
+        "--select": ("search.select",),
+        "--warm-start": ("search.warm_start",),
         "--seed": ("training.seed", "search.seed"),  # one flag, both seeds
     }
     assert field_label("search.top_k") == "search.top_k (--top-k)"

@@ -25,13 +25,14 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuning import hardware, ray_session, store
 from tuning.data import fingerprint, load_splits
+from tuning.metrics import MODES
 from tuning.settings import (
     ConfigError,
     ExperimentConfig,
@@ -44,7 +45,7 @@ from tuning.settings import (
     resource_problems,
     validate,
 )
-from tuning.store import ExperimentMeta, ExperimentRecord, MachinePlan, TrialRecord
+from tuning.store import ExperimentMeta, ExperimentRecord, MachinePlan, TestScore, TrialRecord
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
@@ -439,6 +440,41 @@ class Experiment:
                 raise
             raise Stopped(exp_dir, signal.SIGTERM) from None
 
+    def select(self, scores: list[TestScore], top: list[TestScore], cost: str | None) -> TestScore | None:
+        """The scored model ``search.select`` exports (recorded in ``meta.selection``); ``None``:
+        the best (and its soup), as without a rule."""
+        from tuning.cost import select
+        from tuning.settings.rules import parse_select
+
+        rule = self.config.search.select
+        gap = parse_select(rule) or 0.0
+        if not top or not cost or gap <= 0:
+            if gap > 0:
+                log.warning("--select %r needs a cost objective (search.cost): the best is exported", rule)
+            return None
+        metric = self.config.search.metric
+        pool = [
+            s
+            for s in scores
+            if s.role in ("top", "front", "recipe") and cost in s.cost and metric in s.validation
+        ]
+        if top[0] not in pool:
+            return None
+        picked = pool[select([(s.validation[metric], s.cost[cost]) for s in pool], gap, MODES[metric], cost)]
+        self.meta.selection = store.Selection(
+            rule=rule,
+            chosen=f"{picked.stage}/{picked.trial_id}",
+            best=f"{top[0].stage}/{top[0].trial_id}",
+            cost=cost,
+        )
+        if picked is not top[0]:
+            log.info(
+                "--select %s: exporting %s/%s (%s %.1f, validation %s %.4f) instead of the best %s/%s (%.1f, %.4f)",
+                rule, picked.stage, picked.trial_id, cost, picked.cost[cost], metric, picked.validation[metric],
+                top[0].stage, top[0].trial_id, top[0].cost[cost], top[0].validation[metric],
+            )  # fmt: skip
+        return picked
+
     def conclude(self, report: ReportWriter) -> int:
         """Score the winners (and the recipe's trial) on the held-out splits, compare the winner
         with the recipe, export the best, write the report.
@@ -454,7 +490,7 @@ class Experiment:
         from tuning.ranking import control_trial
         from tuning.soup import cook
         from tuning.trial_config import TrialSettings, trial_config
-        from tuning.winners import export_best, prune_checkpoints, score_winners, untuned_start
+        from tuning.winners import export_best, prune_checkpoints, score_front, score_winners, untuned_start
 
         exp, splits, meta, exp_dir = self.config, self.splits, self.meta, self.dir
         torch.set_num_threads(hardware.cpu_count())  # the trials are done: scoring has every core
@@ -477,12 +513,27 @@ class Experiment:
         log.info("scoring the top %d (any seed repeats%s) on %s", exp.search.top_k, also, tests)
         predictions: dict[tuple[str, str], dict[str, Any]] = {}
         scores = score_winners(record, splits, metric, exp.search.top_k, recipe, predictions)
+        cost = next((s.cost for s in record.stages if s.cost), None)
+        if cost:
+            from tuning.cost import measure_levels
+
+            # The untuned model's level too (the experiment's fixed model), for the report's front.
+            val = splits["validation"]
+            pairs = list(zip(val["sentence1"], val["sentence2"]))[:64]
+            measure_levels(exp_dir, [asdict(exp.model)], pairs, log=lambda m: log.info("%s", m))
+            log.info("scoring the front of validation %s against %s on %s", metric, cost, tests)
+            scores += score_front(record, splits, metric, cost, scores, predictions)
         store.write_scores(exp_dir, scores)
         labels = {name: np.asarray(splits[name]["label"]) for name in ("validation", *tests)}
         top = [s for s in scores if s.role == "top"]
+        chosen = self.select(scores, top, cost)
         soup, exported = None, None
-        if exp.search.soup and top:
-            candidates = [s for s in scores if s.role in ("top", "recipe")]
+        if chosen is not None and top and chosen is not top[0]:
+            exported = (f"{chosen.stage}/{chosen.trial_id}", predictions[(chosen.stage, chosen.trial_id)])
+        elif exp.search.soup and top:
+            # A soup averages weights: only checkpoints of the winner's cost level can mix.
+            level = top[0].cost
+            candidates = [s for s in scores if s.role in ("top", "recipe", "front") and s.cost == level]
             cooked = cook(candidates, splits, metric, predictions, seed=exp.search.seed)
             meta.soup = cooked.record if cooked else None
             if cooked and len(cooked.record.ingredients) > 1:
@@ -504,7 +555,7 @@ class Experiment:
         if freed:
             log.info("removed checkpoints no trial needs any more: %.0f MiB freed", freed / 2**20)
         if top:
-            meta.best_model = str(export_best(top[0], exp_dir, soup))
+            meta.best_model = str(export_best(chosen or top[0], exp_dir, soup))
         meta.wall_time_s = time.time() - self.started
         meta.finished = bool(top) and all(s.status == "done" for s in record.stages)
         store.write_meta(exp_dir, meta)
@@ -516,10 +567,11 @@ class Experiment:
         if interrupted:
             log.error("stage %s did not finish: the report holds the results so far.", interrupted[0])
             return 130
-        w = top[0]
+        w = chosen or top[0]
         shown = ", ".join(f"{k}={v}" for k, v in w.params.items())
         log.info(
-            "best %s/%s: validation pearson %.4f f1 %.4f (%s)",
+            "%s %s/%s: validation pearson %.4f f1 %.4f (%s)",
+            "best" if w is top[0] else "exported",
             w.stage,
             w.trial_id,
             w.validation.get("pearson", float("nan")),

@@ -155,6 +155,16 @@ def build_tiny_tokenizer(texts: Sequence[str], max_length: int = 128) -> PreTrai
     )
 
 
+def encoder_depth(name_or_path: str) -> int | None:
+    """The number of layers of a model's encoder (its ``config.json``); None if unreadable."""
+    if name_or_path == TINY:
+        return tiny_config(1).num_hidden_layers
+    try:
+        return int(AutoConfig.from_pretrained(name_or_path).num_hidden_layers)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+
+
 def tiny_config(vocab_size: int, num_hidden_layers: int | None = None) -> BertConfig:
     """A 2-layer, 32-hidden BERT: learns next to nothing, runs a training step in milliseconds."""
     return BertConfig(

@@ -179,6 +179,21 @@ class AshaBudget(Record):
     """Results a rung holds before it stops a trial (``search.rung_min_trials``; 1 before 2026-12-04)."""
 
 
+class WarmStart(Record):
+    """What a stage took from an earlier experiment's study (``--warm-start``)."""
+
+    source: str
+    """The earlier experiment folder, as given."""
+    same_problem: bool
+    """Whether it solved the same problem: its trials were given to the searcher as evaluated."""
+    evaluated: int = 0
+    """Its finished trials told to the searcher with their values (no retraining)."""
+    enqueued: int = 0
+    """Its top configurations tried first (another problem)."""
+    differences: list[str] = []
+    """What makes it another problem (``model.num_hidden_layers: 6 -> 12``)."""
+
+
 class StageRecord(Record):
     """``<stage>/stage.json``: one Ray Tune experiment of a method, written while it runs."""
 
@@ -203,6 +218,11 @@ class StageRecord(Record):
     ended_by: Literal["time_budget"] | None = None
     resumed: int = 0
     asha: AshaBudget | None = None
+    cost: str | None = None
+    """The second objective (``search.cost``: ``latency_ms`` or ``pairs_per_s``), measured per
+    cost level in ``serving_cost.json``; ``None``: the metric alone."""
+    warm_start: WarmStart | None = None
+    """What an earlier experiment's study gave this stage (``search.warm_start``)."""
     winner: Winner | None = None
     # What a method adds.
     carried: dict[str, Carried] = {}
@@ -355,6 +375,8 @@ class ExperimentMeta(Record):
     soup: Soup | None = None
     """The greedy soup tried at the end (``search.soup``); its ingredients are what was exported."""
     """The winner against the recipe and the runners-up (paired bootstrap intervals)."""
+    selection: Selection | None = None
+    """With ``search.select`` other than ``best``: which scored model it exported and why."""
     best_model: str | None = None
     wall_time_s: float | None = None
     finished: bool = False
@@ -377,6 +399,19 @@ class ExperimentMeta(Record):
         return self.settings.search.metric
 
 
+class Selection(Record):
+    """How ``search.select`` chose the exported model among the scored ones."""
+
+    rule: str
+    """``search.select`` as given (``fastest within 0.005``)."""
+    chosen: str
+    """``stage/trial`` exported."""
+    best: str
+    """``stage/trial`` best by the validation metric."""
+    cost: str
+    """The cost figure compared (``latency_ms`` or ``pairs_per_s``)."""
+
+
 class TestScore(Record):
     """One entry of ``test_scores.json``: a winner's best checkpoint scored on the test splits."""
 
@@ -389,9 +424,12 @@ class TestScore(Record):
     validation: dict[str, float]
     checkpoint: str = ""
     test: dict[str, dict[str, float]]
-    role: Literal["top", "seeds", "recipe"] = "top"
+    role: Literal["top", "seeds", "recipe", "front"] = "top"
     """``top``: one of the best ``top_k``; ``seeds``: a trial of a seed-repeat stage; ``recipe``:
-    the recipe's trial, scored as the search's control (when not among the top)."""
+    the recipe's trial, scored as the search's control (when not among the top); ``front``: on
+    the validation front of accuracy against serving cost (``search.cost``)."""
+    cost: dict[str, float] = {}
+    """Its cost level's measured serving cost (``latency_ms``, ``pairs_per_s``), when searched."""
 
 
 class Best(Record):
@@ -409,7 +447,9 @@ class Best(Record):
     validation: dict[str, float] | None = None
     checkpoint: str | None = None
     test: dict[str, dict[str, float]] | None = None
-    role: Literal["top", "seeds", "recipe"] | None = None
+    role: Literal["top", "seeds", "recipe", "front"] | None = None
+    cost: dict[str, float] | None = None
+    """Its measured serving cost (``latency_ms``, ``pairs_per_s``), when the search had one."""
     soup: list[str] | None = None
     """When the exported model is a greedy soup: ``stage/trial_id`` of each averaged checkpoint
     (the first is the winner, whose config this is); ``validation`` and ``test`` are the soup's."""

@@ -38,6 +38,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from tuning.cost import SERVING_COST, level_key
 from tuning.hardware import trial_precision
 from tuning.losses import EMBEDDING_LOSSES, SCALE_FREE_LOSSES, make_loss
 from tuning.metrics import compute_all
@@ -671,9 +672,13 @@ def train_trial(config: dict[str, Any], data: DatasetDict | None = None) -> None
     if settings.tensorboard_dir:
         settings.tensorboard_dir = os.path.join(settings.tensorboard_dir, context.get_trial_name())
 
+    # With a cost objective the driver measured every cost level (tuning.cost): each result
+    # carries this trial's, so Optuna sees both objectives and the report draws the front.
+    cost = (config.get(SERVING_COST) or {}).get(level_key(config.get("model") or {}), {})
+
     def report(metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
         checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-        tune.report(metrics, checkpoint=checkpoint)
+        tune.report({**metrics, **cost}, checkpoint=checkpoint)
 
     with scratch_dir() as output_dir:
         checkpoint = tune.get_checkpoint()  # None after StartsOver skipped a missing one

@@ -10,7 +10,8 @@ import numpy as np
 from datasets import DatasetDict
 
 from tuning import store
-from tuning.metrics import compute_all
+from tuning.cost import COST_MODES
+from tuning.metrics import MODES, compute_all
 from tuning.model import CHECKPOINT_FIX, STSModel, load_saved_tokenizer, predict
 from tuning.ranking import METRIC_COLUMNS, ranked
 from tuning.store import (
@@ -25,7 +26,7 @@ from tuning.store import (
 )
 from tuning.trial_config import TrialSettings
 
-Role = Literal["top", "seeds", "recipe"]
+Role = Literal["top", "seeds", "recipe", "front"]
 
 
 def test_splits(splits: DatasetDict) -> list[str]:
@@ -75,6 +76,7 @@ def score_trial(
         checkpoint=checkpoint,
         test={name: compute_all(predicted[name], splits[name]["label"]) for name in test_splits(splits)},
         role=role,
+        cost={k: float(best[k]) for k in COST_MODES if isinstance(best.get(k), (int, float))},
     )
 
 
@@ -108,6 +110,35 @@ def score_winners(
         scored = score_trial(by_id[recipe], splits, metric, role="recipe", predictions=predictions)
         if scored:
             out.append(scored)
+    return out
+
+
+def score_front(
+    record: ExperimentRecord,
+    splits: DatasetDict,
+    metric: str,
+    cost: str,
+    scored: list[TestScore],
+    predictions: dict[tuple[str, str], dict[str, np.ndarray]] | None = None,
+) -> list[TestScore]:
+    """The trials on the validation front of ``metric`` against ``cost`` that ``scored`` lacks,
+    scored on the test splits (role ``front``)."""
+    from tuning.cost import front, trial_cost
+
+    done = {(s.stage, s.trial_id) for s in scored}
+    rows = []
+    for trial in record.trials:
+        best = trial.best(metric)
+        value = trial_cost(best, cost) if best else None
+        if best is not None and value is not None and trial.checkpoint(metric):
+            rows.append((trial, (float(best[metric]), value)))
+    out = []
+    for i in front([p for _, p in rows], MODES[metric], cost):
+        trial = rows[i][0]
+        if (trial.stage, trial.trial_id) not in done:
+            extra = score_trial(trial, splits, metric, role="front", predictions=predictions)
+            if extra:
+                out.append(extra)
     return out
 
 

@@ -25,9 +25,10 @@ from ray.tune.stopper import TimeoutStopper
 
 from tuning import store
 from tuning.methods._progress import Progress
+from tuning.methods._warm import WarmPoints
 from tuning.metrics import MODES
 from tuning.ranking import ranked
-from tuning.settings import ExperimentConfig
+from tuning.settings import ConfigError, ExperimentConfig
 from tuning.spaces import grid_size, has_grid, to_tune
 from tuning.store import AshaBudget, StageRecord, StageStatus, TrialEnd, Winner
 from tuning.trial_config import section_of, trial_config, trial_value, with_values
@@ -56,6 +57,10 @@ def recipe_point(base: dict[str, Any], searched: dict[str, Any]) -> dict[str, An
     point = {}
     for key, domain in searched.items():
         value = trial_value(base, key)
+        if key == "num_hidden_layers" and value is None:  # the recipe uses the whole encoder
+            from tuning.model import encoder_depth
+
+            value = encoder_depth(str(trial_value(base, "name_or_path")))
         if isinstance(domain, Categorical):
             inside = value in domain.categories
         elif isinstance(domain, (Float, Integer)):
@@ -68,9 +73,17 @@ def recipe_point(base: dict[str, Any], searched: dict[str, Any]) -> dict[str, An
     return point
 
 
-def optuna_searcher(exp: ExperimentConfig, stage: str, start: dict[str, Any] | None = None) -> Any:
+def optuna_searcher(
+    exp: ExperimentConfig,
+    stage: str,
+    start: dict[str, Any] | None = None,
+    warm: WarmPoints | None = None,
+) -> Any:
     """Optuna's TPE or random sampler, seeded, as a Tune searcher; its study, named ``stage``, is
-    kept in ``<experiment>/optuna.journal`` (``optuna-dashboard`` reads it, ``--resume`` goes on in it)."""
+    kept in ``<experiment>/optuna.journal`` (``optuna-dashboard`` reads it, ``--resume`` goes on in it).
+
+    With ``search.cost`` the study has two objectives, the metric and the cost (Optuna's TPE is
+    multi-objective then). ``warm``: an earlier study's points (``tuning.methods._warm``)."""
     import optuna
     from ray.tune.search import ConcurrencyLimiter
 
@@ -82,11 +95,36 @@ def optuna_searcher(exp: ExperimentConfig, stage: str, start: dict[str, Any] | N
     }
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study_file = Path(exp.experiment_dir, store.STUDY_FILE).resolve()
-    searcher = stored_searcher(samplers[exp.search.searcher](), study_file, stage, [start] if start else None)
+    objectives = objectives_of(exp)
+    carried = [p for p in (warm.points if warm else []) if p != start]  # the recipe runs once
+    points = carried + ([start] if start else [])
+    rewards = None
+    if warm and warm.rewards:  # evaluated points: the recipe (not evaluated) is enqueued after them
+        points, rewards = warm.points, warm.rewards
+    searcher = stored_searcher(
+        samplers[exp.search.searcher](),
+        study_file,
+        stage,
+        points or None,
+        metric=[m for m, _ in objectives] if len(objectives) > 1 else None,
+        mode=[d for _, d in objectives] if len(objectives) > 1 else None,
+        evaluated_rewards=rewards,
+        then_enqueue=[start] if start and rewards else None,
+    )
     # Without a limiter Tune keeps one trial pending at a time for a searcher, so trials start one
     # after another. Allowing as many as fit now keeps every slot busy while TPE still suggests
     # each new configuration only when a slot frees, i.e. after seeing the results so far.
     return ConcurrencyLimiter(searcher, max_concurrent=exp.search.max_concurrent_trials or slots(exp))
+
+
+def objectives_of(exp: ExperimentConfig) -> list[tuple[str, str]]:
+    """The search's objectives and their directions: the metric, then the cost if one is set."""
+    from tuning.cost import COST_MODES
+
+    out: list[tuple[str, str]] = [(exp.search.metric, MODES[exp.search.metric])]
+    if exp.search.cost:
+        out.append((exp.search.cost, COST_MODES[exp.search.cost]))
+    return out
 
 
 def slots(exp: ExperimentConfig) -> int:
@@ -128,18 +166,28 @@ def asha_rungs(exp: ExperimentConfig, num_epochs: int, num_pairs: int) -> AshaBu
 
 
 def scheduler_for(
-    exp: ExperimentConfig, kind: str, num_epochs: int, num_pairs: int, recipe: dict[str, Any] | None = None
+    exp: ExperimentConfig,
+    kind: str,
+    num_epochs: int,
+    num_pairs: int,
+    recipe: dict[str, Any] | None = None,
+    groups: Sequence[str] = (),
+    own_metric: bool = False,
 ) -> Any:
     """``asha`` (early stopping on the search metric, counted in training pairs seen) or ``fifo``.
 
     ``recipe``: the enqueued recipe point (:func:`recipe_point`); its trial is ASHA's control,
-    never stopped early (:class:`FairASHA`).
+    never stopped early (:class:`FairASHA`). ``groups``: ``section/key`` settings whose values
+    form a cost level; a trial is compared only with trials of its level. ``own_metric``: the
+    scheduler is told the search metric itself (a multi-objective search gives Tune none).
     """
     if kind == "fifo":
         return FIFOScheduler()
     budget = asha_rungs(exp, num_epochs, num_pairs)
     return FairASHA(
         recipe=recipe,
+        groups=groups,
+        **({"metric": exp.search.metric, "mode": MODES[exp.search.metric]} if own_metric else {}),
         rungs=budget.rungs,
         min_trials=budget.min_trials,
         time_attr=store.PAIRS,
@@ -171,10 +219,15 @@ class FairASHA(ASHAScheduler):
     "stop" into "continue". The winner is then compared with the recipe at the same budget
     (``tuning.control``), not with a recipe stopped at its first rung.
 
+    Cost levels: with ``groups`` (a search with a cost objective), each level (the values of
+    those settings: depth, max length) has its own rungs, so a shallow model is judged against
+    shallow models, not stopped for being less accurate than a deep one it is cheaper than.
+
     Args:
         recipe: the enqueued recipe point (``section/key`` -> value); ``None``: no control.
         rungs: the budgets (in ``time_attr``) trials are judged at, ascending, below ``max_t``.
         min_trials: results a rung holds before it stops a trial (1: Ray's ASHA).
+        groups: ``section/key`` settings whose values make a trial's cost level; empty: one level.
         **kwargs: ``ASHAScheduler``'s.
     """
 
@@ -183,6 +236,7 @@ class FairASHA(ASHAScheduler):
         recipe: dict[str, Any] | None = None,
         rungs: Sequence[int] = (),
         min_trials: int = 1,
+        groups: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -191,12 +245,26 @@ class FairASHA(ASHAScheduler):
         self._min_trials = min_trials
         self._rungs: dict[int, dict[str, float]] | None = {t: {} for t in sorted(rungs)}
         self._judged: dict[int, set[str]] = {t: set() for t in rungs}
+        self._groups = tuple(groups)
+        self._levels: dict[tuple[Any, ...], tuple[dict[int, dict[str, float]], dict[int, set[str]]]] = {}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A search started before 2026-12-04 pickled a ControlASHA that kept its rungs in Ray's
         # brackets: resumed, it goes on deciding as it did (Ray's ASHA and the control).
         state.setdefault("_rungs", None)
+        state.setdefault("_groups", ())
+        state.setdefault("_levels", {})
         self.__dict__.update(state)
+
+    def _level(self, config: dict[str, Any]) -> tuple[dict[int, dict[str, float]], dict[int, set[str]]]:
+        """The rungs (recorded values, judged trials) of the cost level of a trial's config."""
+        assert self._rungs is not None
+        if not self._groups:
+            return self._rungs, self._judged
+        key = tuple((config.get(g.split("/")[0]) or {}).get(g.split("/")[1]) for g in self._groups)
+        if key not in self._levels:
+            self._levels[key] = ({t: {} for t in self._rungs}, {t: set() for t in self._rungs})
+        return self._levels[key]
 
     def is_control(self, trial: Any) -> bool:
         """Whether ``trial`` is the recipe's: the first trial with the recipe's values."""
@@ -211,7 +279,8 @@ class FairASHA(ASHAScheduler):
             return TrialScheduler.CONTINUE
         else:
             t, value = result[self._time_attr], self._metric_op * result[cast(str, self._metric)]
-            action = TrialScheduler.STOP if t >= self._max_t else self._judge(trial.trial_id, t, value)
+            stop = t >= self._max_t
+            action = TrialScheduler.STOP if stop else self._judge(trial.trial_id, t, value, trial.config)
             self._num_stopped += action == TrialScheduler.STOP
         below_max = result.get(self._time_attr, 0) < self._max_t
         if action == TrialScheduler.STOP and below_max and self.is_control(trial):
@@ -219,13 +288,13 @@ class FairASHA(ASHAScheduler):
             return TrialScheduler.CONTINUE
         return action
 
-    def _judge(self, trial_id: str, t: float, value: float) -> str:
-        assert self._rungs is not None
-        for milestone, recorded in self._rungs.items():
+    def _judge(self, trial_id: str, t: float, value: float, config: dict[str, Any] | None = None) -> str:
+        rungs, judged_at = self._level(config or {})
+        for milestone, recorded in rungs.items():
             if t < milestone:
                 break
             recorded.setdefault(trial_id, value)  # its first report at or past the rung
-            judged = self._judged[milestone]
+            judged = judged_at[milestone]
             if trial_id in judged or len(recorded) < self._min_trials:
                 continue
             judged.add(trial_id)
@@ -239,14 +308,17 @@ class FairASHA(ASHAScheduler):
             return
         if self._time_attr in result and self._metric in result:
             value = self._metric_op * result[cast(str, self._metric)]
-            for milestone, recorded in self._rungs.items():
+            for milestone, recorded in self._level(trial.config)[0].items():
                 if result[self._time_attr] >= milestone:
                     recorded.setdefault(trial.trial_id, value)
         self._trial_info.pop(trial.trial_id, None)
 
-    def rung_counts(self) -> dict[int, int]:
-        """Results recorded at each rung (empty for a search resumed from before fair rungs)."""
-        return {t: len(r) for t, r in (self._rungs or {}).items()}
+    def rung_counts(self, config: dict[str, Any] | None = None) -> dict[int, int]:
+        """Results recorded at each rung of a config's cost level (empty for a search resumed
+        from before fair rungs)."""
+        if self._rungs is None:
+            return {}
+        return {t: len(r) for t, r in self._level(config or {})[0].items()}
 
 
 ControlASHA = FairASHA  # the name a search started before 2026-12-04 pickled
@@ -414,6 +486,8 @@ class StagePlan:
     keep_checkpoints: int
     recipe: dict[str, Any] | None = None
     """The enqueued recipe point: its trial is ASHA's control (:class:`FairASHA`)."""
+    groups: Sequence[str] = ()
+    """``section/key`` settings that make a cost level (``search.cost``): ASHA judges within one."""
 
     def tuner(self, trainable: Any) -> Any:
         """A new Tune experiment of the stage (a restored one comes from ``Tuner.restore``)."""
@@ -421,15 +495,20 @@ class StagePlan:
 
         exp, record, stage = self.exp, self.record, self.record.stage
         budget = TimeBudget(exp.search.time_budget, self.stage_dir) if exp.search.time_budget else None
+        # A two-objective searcher holds its metrics itself: Tune is given none (it would
+        # overwrite them), and the scheduler is told the search metric directly.
+        multi = bool(record.cost) and self.searcher is not None
         scheduler = self.scheduler
         if isinstance(scheduler, str):
-            scheduler = scheduler_for(exp, scheduler, record.num_epochs, record.train_pairs or 0, self.recipe)
+            scheduler = scheduler_for(
+                exp, scheduler, record.num_epochs, record.train_pairs or 0, self.recipe, self.groups, multi
+            )
         return tune.Tuner(
             trainable,
             param_space=self.param_space,
             tune_config=tune.TuneConfig(
-                metric=record.metric,
-                mode=record.mode,
+                metric=None if multi else record.metric,
+                mode=None if multi else record.mode,
                 search_alg=self.searcher,
                 scheduler=scheduler,
                 num_samples=self.samples,
@@ -501,17 +580,22 @@ def run_stage(
     metric = exp.search.metric
     grid = has_grid(param_space)
     samples = num_samples or (1 if grid else exp.search.num_samples)
-    start = None
+    stage_dir = Path(exp.experiment_dir, stage).resolve()
+    previous = store.read_stage(stage_dir)
+    groups: list[str] = []
+    if exp.search.cost:
+        groups = cost_objective(exp, stage, fixed, searched, param_space, data)
+    start, warm, carried = None, None, None
     if searcher == "auto":
         sampled = any(isinstance(v, Domain) for v in searched.values())
         if sampled and not grid:
             start = recipe_point(fixed, searched) if exp.search.start_from_recipe else None
-            searcher = optuna_searcher(exp, stage, start)
+            if exp.search.warm_start and not previous:
+                warm, carried = warm_start(exp, stage, searched, param_space, fixed)
+            searcher = optuna_searcher(exp, stage, start, warm)
         else:
             searcher = None
     sched = scheduler or exp.search.scheduler
-    stage_dir = Path(exp.experiment_dir, stage).resolve()
-    previous = store.read_stage(stage_dir)
     if previous and previous.status == "done":
         shown = previous.winner.model_dump() if previous.winner else "no winner"
         print(f"[{stage}] already done (resumed run): {shown}", flush=True)
@@ -539,8 +623,10 @@ def run_stage(
     )
     if sched == "asha":
         record.asha = asha_rungs(exp, num_epochs, len(data["train"]))
+    record.cost, record.warm_start = exp.search.cost, carried
     if previous:  # an interrupted or killed stage: keep its start, count the resume
         record.started, record.resumed = previous.started, previous.resumed + 1
+        record.warm_start = previous.warm_start
     stage_dir.mkdir(parents=True, exist_ok=True)
     store.write_stage(stage_dir, record)
 
@@ -556,7 +642,7 @@ def run_stage(
             tuner = tune.Tuner.restore(str(stage_dir), trainable, resume_unfinished=True, resume_errored=True)
         else:
             plan = StagePlan(
-                exp, record, stage_dir, param_space, searcher, sched, samples, keep_checkpoints, start
+                exp, record, stage_dir, param_space, searcher, sched, samples, keep_checkpoints, start, groups
             )
             tuner = plan.tuner(trainable)
         if STOP_REQUESTED.is_set():  # a stop signal came while an earlier stage ended
@@ -584,6 +670,73 @@ def run_stage(
     record.winner = stage_winner(stage_dir, record)
     store.write_stage(stage_dir, record)
     return stage_dir
+
+
+def cost_objective(
+    exp: ExperimentConfig,
+    stage: str,
+    fixed: dict[str, Any],
+    searched: dict[str, Any],
+    param_space: dict[str, Any],
+    data: Any,
+) -> list[str]:
+    """Measure every cost level the stage can reach (``tuning.cost``), put the figures into the
+    trials' config, and return the ``section/key`` settings that make a level (ASHA's groups)."""
+    from tuning.cost import (
+        COST_KEYS,
+        SERVING_COST,
+        CostSpaceError,
+        cost_levels,
+        cost_table,
+        level_key,
+        measure_levels,
+    )
+
+    try:
+        levels = cost_levels(fixed["model"], searched)
+    except CostSpaceError as err:
+        raise ConfigError(f"{exp.source_file}: {err}") from None
+    validation = data["validation"]
+    pairs = list(zip(validation["sentence1"], validation["sentence2"]))[:64]
+    costs = measure_levels(
+        exp.experiment_dir, levels, pairs, log=lambda m: print(f"[{stage}] {m}", flush=True)
+    )
+    param_space[SERVING_COST] = cost_table({level_key(lv): costs[level_key(lv)] for lv in levels})
+    return [f"model/{k}" for k in COST_KEYS if k in searched]
+
+
+def warm_start(
+    exp: ExperimentConfig,
+    stage: str,
+    searched: dict[str, Any],
+    param_space: dict[str, Any],
+    fixed: dict[str, Any],
+) -> tuple[Any, store.WarmStart]:
+    """The earlier experiment's points for this stage's searcher, and what was carried over."""
+    from tuning.cost import SERVING_COST
+    from tuning.methods._warm import warm_points
+
+    meta = store.read_meta(Path(exp.experiment_dir))
+    sampled = {k: v for k, v in searched.items() if isinstance(v, Domain)}
+    warm, carried = warm_points(
+        exp,
+        meta.data_fingerprint,
+        sampled,
+        param_space.get(SERVING_COST) if exp.search.cost else None,
+        fixed["model"],
+    )
+    if carried.same_problem:
+        print(
+            f"[{stage}] warm start: {carried.evaluated} trials of {carried.source} given to the searcher as evaluated (the same problem)",
+            flush=True,
+        )
+    else:
+        print(
+            f"[{stage}] warm start: the top {carried.enqueued} configurations of {carried.source} tried first "
+            f"(another problem: {'; '.join(carried.differences)})",
+            flush=True,
+        )
+    return warm, carried
 
 
 def from_scratch(stage_dir: Path) -> list[tuple[str, str]]:

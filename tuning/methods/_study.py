@@ -66,6 +66,28 @@ class StoredOptunaSearch(OptunaSearch):
       trial, and the study keeps the values it saw first.
     """
 
+    then_enqueue: tuple[dict, ...] = ()
+    """Points enqueued once the study exists, after any evaluated ones (:func:`stored_searcher`)."""
+
+    def _setup_study(self, mode: Any) -> None:
+        super()._setup_study(mode)
+        for point in self.then_enqueue:
+            cast(optuna.Study, self._ot_study).enqueue_trial(point)
+        self.then_enqueue = ()
+
+    def add_evaluated_point(self, parameters: dict, value: Any, *args: Any, **kwargs: Any) -> None:
+        if not isinstance(value, (list, tuple)):
+            super().add_evaluated_point(parameters, value, *args, **kwargs)
+            return
+        # Ray gives Optuna one ``value``; a two-objective study takes ``values``.
+        trial = optuna.trial.create_trial(
+            state=TrialState.COMPLETE,
+            values=[float(v) for v in value],
+            params=parameters,
+            distributions=cast(dict, self._space),
+        )
+        cast(optuna.Study, self._ot_study).add_trial(trial)
+
     def suggest(self, trial_id: str) -> dict | None:
         params = super().suggest(trial_id)
         self._ot_trials[trial_id].set_user_attr(TUNE_TRIAL_ATTR, trial_id)
@@ -78,7 +100,9 @@ class StoredOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         # Tune hands the result a trial ends on (its last epoch, or the rung ASHA stopped it at)
         # to on_trial_complete only: without this the study would miss every trial's last value.
-        if result and not error and self.metric in result and trial_id not in self._completed_trials:
+        metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+        has_metrics = bool(result) and all(m in cast(dict, result) for m in metrics)
+        if result and not error and has_metrics and trial_id not in self._completed_trials:
             self.on_trial_result(trial_id, result)
             if not trained_every_epoch(result):
                 # Ray tells a trial without a result PRUNED (Optuna then keeps its last
@@ -119,11 +143,32 @@ def prune_running(path: str | Path, study_name: str, ended_by: EndedBy = "time_b
 
 
 def stored_searcher(
-    sampler: Any, path: Path, study_name: str, points_to_evaluate: list[dict] | None = None
+    sampler: Any,
+    path: Path,
+    study_name: str,
+    points_to_evaluate: list[dict] | None = None,
+    metric: list[str] | None = None,
+    mode: list[str] | None = None,
+    evaluated_rewards: list[Any] | None = None,
+    then_enqueue: list[dict] | None = None,
 ) -> StoredOptunaSearch:
-    """An Optuna searcher whose study ``study_name`` lives in the journal at ``path``; the
-    ``points_to_evaluate`` are its first trials."""
+    """An Optuna searcher whose study ``study_name`` lives in the journal at ``path``.
+
+    Args:
+        points_to_evaluate: its first trials; with ``evaluated_rewards`` (one per point), trials
+            already evaluated, added to the study with their values (nothing is run).
+        metric, mode: two objectives (a list each); ``None``: Tune's one metric.
+        then_enqueue: points run first after the evaluated ones (the recipe).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    return StoredOptunaSearch(
-        sampler=sampler, storage=journal(path), study_name=study_name, points_to_evaluate=points_to_evaluate
+    searcher = StoredOptunaSearch(
+        sampler=sampler,
+        storage=journal(path),
+        study_name=study_name,
+        points_to_evaluate=points_to_evaluate,
+        evaluated_rewards=evaluated_rewards,
+        metric=metric,
+        mode=mode,
     )
+    searcher.then_enqueue = tuple(then_enqueue or ())
+    return searcher

@@ -160,6 +160,9 @@ def make_smoke(exp: ExperimentConfig) -> None:
 def _smoke_space(space: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for key, spec in space.items():
+        if key == "num_hidden_layers" and isinstance(spec, dict) and spec.get("type") in ("choice", "grid"):
+            out[key] = {**spec, "values": [1, 2]}  # a searched depth stays searched: the tiny model's
+            continue
         if ALIASES.get(key, key) in SMOKE_UNSEARCHED:
             continue
         if isinstance(spec, dict) and isinstance(spec.get("values"), list):

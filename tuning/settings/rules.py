@@ -22,6 +22,9 @@ ARCHITECTURES = ("cross", "bi")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SEARCHERS = ("tpe", "random")
 SCHEDULERS = ("asha", "fifo")
+COSTS = ("latency_ms", "pairs_per_s")
+SELECT_PATTERN = re.compile(r"best|fastest within (\d+(?:\.\d+)?)")
+
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 # Names become folder and Ray trial names on every node of a cluster: ASCII only, said plainly.
 NAME_RULE = "must use only ASCII letters A-Z a-z, digits, '.', '_' and '-' (no Hangul, other non-ASCII letters or spaces)"
@@ -99,4 +102,19 @@ MODEL = Rule(
 SEED = within(0, SEED_MAX)
 GPUS = Rule(
     lambda v: 0 <= v <= 1 or (v > 1 and float(v).is_integer()), "a fraction in [0, 1] or a whole number"
+)
+
+
+def parse_select(value: str) -> float | None:
+    """``search.select``: ``best`` -> 0, ``fastest within 0.005`` -> 0.005; None: not a rule."""
+    match = SELECT_PATTERN.fullmatch(str(value).strip())
+    if not match:
+        return None
+    return float(match.group(1)) if match.group(1) else 0.0
+
+
+SELECT = Rule(
+    lambda v: isinstance(v, str) and parse_select(v) is not None,
+    "'best' or 'fastest within <gap>' (e.g. 'fastest within 0.005': the fastest model whose "
+    "validation metric is within 0.005 of the best's)",
 )

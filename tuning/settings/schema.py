@@ -14,6 +14,7 @@ from typing import Any
 
 from tuning.settings.rules import (
     ARCHITECTURES,
+    COSTS,
     GPUS,
     HEADS,
     MODEL,
@@ -21,6 +22,7 @@ from tuning.settings.rules import (
     SCHEDULERS,
     SEARCHERS,
     SEED,
+    SELECT,
     Rule,
     above,
     at_least,
@@ -214,6 +216,21 @@ class SearchConfig:
     """Optuna: the first trial takes the file's fixed values for every searched hyperparameter
     that lies in its range (the recipe, e.g. KLUE's), so the search starts from a known-good
     configuration (an enqueued trial, Ray's ``points_to_evaluate``); false: all are sampled."""
+    cost: str | None = setting(None, rule=or_null(one_of(COSTS)), flag="--cost")
+    """A second objective: the serving cost of each configuration, measured on this machine
+    before the search (``tuning.cost``), ``latency_ms`` (median ms to score one pair) or
+    ``pairs_per_s`` (pairs/s scored 32 at a time). Optuna then optimises the metric and the cost
+    together (multi-objective TPE), ASHA compares trials only within one cost level, and the
+    report draws the front; ``None``: the metric alone. The space may search
+    ``num_hidden_layers``, ``max_length`` and ``architecture`` over listed values."""
+    select: str = setting("best", rule=SELECT, flag="--select")
+    """Which scored model is exported: ``best`` (by the metric on validation) or ``fastest
+    within 0.005`` (with ``cost``: the lowest-cost model whose validation metric is within 0.005
+    of the best's)."""
+    warm_start: str | None = setting(None, flag="--warm-start")
+    """Optuna: an earlier experiment folder whose study seeds this one. Its trials on the same
+    problem (data, model, epochs, fixed settings) are given to the searcher as evaluated, with no
+    retraining; trials of another problem give their top ``top_k`` configurations, tried first."""
     time_budget: float | None = setting(None, rule=or_null(above(0, " seconds")), flag="--time-budget")
     """Wall-clock seconds the search may run (Ray Tune's ``time_budget_s``); YAML and
     ``--time-budget`` also take ``90s``, ``20m``, ``1.5h``. When it ends, running trials stop,
