@@ -519,7 +519,7 @@ class Experiment:
 
             # The untuned model's level too (the experiment's fixed model), for the report's front.
             val = splits["validation"]
-            pairs = list(zip(val["sentence1"], val["sentence2"]))[:64]
+            pairs = list(zip(val["sentence1"], val["sentence2"]))[:256]
             measure_levels(exp_dir, [asdict(exp.model)], pairs, log=lambda m: log.info("%s", m))
             log.info("scoring the front of validation %s against %s on %s", metric, cost, tests)
             scores += score_front(record, splits, metric, cost, scores, predictions)

@@ -697,7 +697,7 @@ def cost_objective(
     except CostSpaceError as err:
         raise ConfigError(f"{exp.source_file}: {err}") from None
     validation = data["validation"]
-    pairs = list(zip(validation["sentence1"], validation["sentence2"]))[:64]
+    pairs = list(zip(validation["sentence1"], validation["sentence2"]))[:256]
     costs = measure_levels(
         exp.experiment_dir, levels, pairs, log=lambda m: print(f"[{stage}] {m}", flush=True)
     )
