@@ -413,6 +413,23 @@ def budget_lines(exp: ExperimentRecord) -> list[str]:
                     else "; the first trial at a rung always continues (Ray's ASHA)."
                 )
             )
+        if asha and stage.cost:
+            out.append(
+                f"- `{stage.stage}`: with the cost objective `{stage.cost}`, a rung compares a trial only "
+                "with trials of its cost level (the same depth and max length)."
+            )
+        warm = stage.warm_start
+        if warm:
+            out.append(
+                f"- `{stage.stage}`: Warm start from `{warm.source}`: "
+                + (
+                    f"the same problem; its {warm.evaluated} trials that trained their whole budget were given "
+                    "to the searcher as evaluated (not trained again)."
+                    if warm.same_problem
+                    else f"another problem ({'; '.join(warm.differences)}); its top {warm.enqueued} "
+                    "configurations were tried first."
+                )
+            )
         budget = stage.time_budget_s
         if budget:
             trials = exp.stage_trials(stage.stage)

@@ -269,3 +269,31 @@ def test_a_fair_rung_pickled_before_it_existed_decides_as_ray_asha():
     assert old.on_trial_result(None, a, {"pairs": 100, "pearson": 0.9}) == TrialScheduler.CONTINUE
     assert old.on_trial_result(None, b, {"pairs": 100, "pearson": 0.1}) == TrialScheduler.STOP
     assert old.rung_counts() == {}
+
+
+def test_with_cost_levels_a_trial_is_judged_only_against_trials_of_its_level():
+    """A search with a cost objective groups rungs by depth: a shallow trial is not stopped for
+    scoring below deep ones it is cheaper than, but is stopped below shallow ones."""
+    asha = FairASHA(
+        rungs=[100], min_trials=2, groups=["model/num_hidden_layers"], time_attr="pairs",
+        metric="pearson", mode="max", max_t=900, grace_period=100, reduction_factor=2,
+    )  # fmt: skip
+
+    def at(trial_id: str, layers: int) -> SimpleNamespace:
+        return SimpleNamespace(trial_id=trial_id, config={"model": {"num_hidden_layers": layers}})
+
+    deep1, deep2, shallow1, shallow2 = at("d1", 12), at("d2", 12), at("s1", 4), at("s2", 4)
+    for t in (deep1, deep2, shallow1, shallow2):
+        asha.on_trial_add(None, t)
+
+    def decide(t: SimpleNamespace, pairs: int, pearson: float) -> str:
+        return asha.on_trial_result(None, t, {"pairs": pairs, "pearson": pearson})
+
+    assert decide(deep1, 100, 0.85) == TrialScheduler.CONTINUE  # alone at its level's rung
+    assert decide(deep2, 100, 0.84) == TrialScheduler.STOP  # below the deep cutoff
+    # 0.70 is far below the deep trials, but its level's rung holds only itself: it goes on
+    assert decide(shallow1, 100, 0.70) == TrialScheduler.CONTINUE
+    assert decide(shallow2, 100, 0.72) == TrialScheduler.CONTINUE  # the better of the two shallow
+    assert decide(shallow1, 200, 0.75) == TrialScheduler.STOP  # judged once its rung filled: 0.70 < 0.72
+    assert asha.rung_counts({"model": {"num_hidden_layers": 12}}) == {100: 2}
+    assert asha.rung_counts({"model": {"num_hidden_layers": 4}}) == {100: 2}

@@ -123,6 +123,11 @@ def recipe_trials(record: ExperimentRecord) -> dict[str, str]:
             point = {k: stage.carried[k].value if k in stage.carried else fixed(k) for k in stage.searched}
         except KeyError:  # a searched key this version does not know
             continue
+        if "num_hidden_layers" in point and point["num_hidden_layers"] is None:
+            # the recipe's depth is the whole encoder's (tuning.methods._stage.recipe_point)
+            from tuning.model import encoder_depth
+
+            point["num_hidden_layers"] = encoder_depth(settings.model.name_or_path)
         same = [t.trial_id for t in record.stage_trials(stage.stage) if _same_values(t.params, point)]
         if same:
             out[stage.stage] = min(same)
