@@ -57,6 +57,9 @@ BENCHMARKS: dict[str, Benchmark] = {
     "rungs": Benchmark(
         "how well early validation Pearson ranks configurations as the full budget does (ASHA's rungs)"
     ),
+    "warm_start": Benchmark(
+        "a 12-layer search warm-started from a cheaper one vs the same search cold: time to the cold best"
+    ),
     "soup": Benchmark("greedy soups of a finished search's checkpoints: validation vs held-out Pearson"),
     "serve_load": Benchmark("latency and throughput of `run_search.py serve`, with and without batching", ()),
     "cluster_scaling": Benchmark(

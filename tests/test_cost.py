@@ -23,6 +23,7 @@ from tuning.cost import (
     select,
 )
 from tuning.settings.rules import parse_select
+from tuning.store import read_experiment
 
 MODEL = {"name_or_path": "builtin:tiny", "architecture": "bi", "max_length": 64, "num_hidden_layers": None}
 
@@ -174,6 +175,28 @@ def test_a_warm_start_on_the_same_problem_gives_the_searcher_its_trials_without_
     assert len(trial_folders) == 2
     assert "given to the searcher as evaluated" in proc.stdout
     assert "Warm start" in (tmp_path / "warm" / "report.md").read_text()
+
+
+@pytest.mark.e2e
+def test_the_warm_start_benchmark_reads_two_finished_searches(cost_run: Path, tmp_path: Path, capsys):
+    """``python -m benchmarks warm_start COLD WARM``: each search's best and when it reached the cold best."""
+    from benchmarks import warm_start
+
+    proc = run_cli(
+        "--method", "optuna", "--space", "search_spaces/cpu/cost.yaml", "--smoke-test", "--num-samples", "2",
+        "--warm-start", str(cost_run), "--training.num_epochs", "1", "--storage", str(tmp_path), "--name", "w",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert warm_start.main([str(cost_run), str(tmp_path / "w")]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| cold") or line.startswith("| warm")]
+    assert len(rows) == 2
+    assert "| 1.00 |" in rows[0]  # the cold search reaches its own best at its own time
+    assert "enqueued" in rows[1]  # another problem (1 epoch, not 2): its top configurations first
+    points = warm_start.timeline(
+        __import__("tuning.store", fromlist=["x"]).read_experiment(cost_run), "pearson"
+    )
+    assert points == sorted(points) and all(t >= 0 for t, _, _ in points)
 
 
 @pytest.mark.e2e
