@@ -193,9 +193,7 @@ def test_the_warm_start_benchmark_reads_two_finished_searches(cost_run: Path, tm
     assert len(rows) == 2
     assert "| 1.00 |" in rows[0]  # the cold search reaches its own best at its own time
     assert "enqueued" in rows[1]  # another problem (1 epoch, not 2): its top configurations first
-    points = warm_start.timeline(
-        __import__("tuning.store", fromlist=["x"]).read_experiment(cost_run), "pearson"
-    )
+    points = warm_start.timeline(read_experiment(cost_run), "pearson")
     assert points == sorted(points) and all(t >= 0 for t, _, _ in points)
 
 
