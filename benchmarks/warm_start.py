@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 [
                     k,
                     str(rec.path),
-                    len(rec.trials),
+                    str(len(rec.trials)),
                     f"{best:.4f}",
                     f"{span / 60:.1f}",
                     f"{hit[0] / 60:.1f} (`{hit[1]}`)" if hit else "not reached",

@@ -7,7 +7,7 @@ from typing import Any
 
 from reports.figures import COST_PNG
 from reports.tables import table
-from tuning.cost import LATENCY_MS, PAIRS_PER_S, front, level_key, read_costs
+from tuning.cost import LATENCY_MS, PAIRS_PER_S, front, full_depth, level_key, read_costs
 from tuning.store import ExperimentRecord, TestScore, trial_value
 
 
@@ -39,7 +39,8 @@ def _depth(score: TestScore) -> Any:
 def untuned_cost(exp: ExperimentRecord) -> dict[str, float] | None:
     """The untuned model's measured cost (its level, the experiment's fixed model), if measured."""
     model = dict(vars(exp.meta.settings.model))
-    level = read_costs(exp.path).get(level_key(model))
+    costs = read_costs(exp.path)
+    level = costs.get(level_key(model)) or costs.get(level_key(full_depth(model)))
     return {LATENCY_MS: level.latency_ms, PAIRS_PER_S: level.pairs_per_s} if level else None
 
 

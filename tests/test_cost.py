@@ -56,6 +56,18 @@ def test_a_cost_setting_over_a_range_or_too_many_levels_is_refused_with_the_fix(
         cost_levels(MODEL, {"num_hidden_layers": tune.randint(1, 31)})
 
 
+def test_the_recipe_is_tried_at_every_cost_level():
+    from tuning.methods._stage import recipe_at_levels
+
+    start = {"model/num_hidden_layers": 12, "training/learning_rate": 5e-5}
+    levels = [{**MODEL, "num_hidden_layers": d} for d in (4, 12, 6)]
+    assert recipe_at_levels(start, levels) == [
+        {"model/num_hidden_layers": 4, "training/learning_rate": 5e-5},
+        {"model/num_hidden_layers": 6, "training/learning_rate": 5e-5},
+    ]
+    assert recipe_at_levels(None, levels) == []
+
+
 def test_the_latency_probe_returns_finite_figures_for_a_tiny_model():
     pairs = [("한 남자가 기타를 친다.", "남자가 기타를 연주한다."), ("고양이가 잔다.", "비행기가 난다.")] * 20
     cost = measure(MODEL, pairs, repeats=5)
@@ -109,8 +121,8 @@ def cost_run(tmp_path_factory) -> Path:
 @pytest.mark.e2e
 def test_a_two_objective_search_measures_each_level_and_ends_with_a_front(cost_run: Path):
     costs = json.loads((cost_run / "serving_cost.json").read_text())
-    # both searched depths, and the untuned model's (the fixed model: all its layers)
-    assert set(costs) == {f"bi layers={d} max_length=64" for d in (1, 2, "all")}
+    # both searched depths; the untuned model (all 2 layers of the test-size model) is depth 2's level
+    assert set(costs) == {f"bi layers={d} max_length=64" for d in (1, 2)}
     assert all(math.isfinite(c[LATENCY_MS]) and c[PAIRS_PER_S] > 0 for c in costs.values())
     stage = json.loads((cost_run / "optuna" / "stage.json").read_text())
     assert stage["cost"] == LATENCY_MS
@@ -122,6 +134,10 @@ def test_a_two_objective_search_measures_each_level_and_ends_with_a_front(cost_r
     for t in done:
         depth = t.params["model/num_hidden_layers"]
         assert t.values[1] == pytest.approx(costs[f"bi layers={depth} max_length=64"][LATENCY_MS])
+    # the recipe first at the whole depth (the control), then at the other level
+    first = [t.params for t in sorted(study.trials, key=lambda t: t.number)[:2]]
+    assert [p["model/num_hidden_layers"] for p in first] == [2, 1]
+    assert first[0]["training/learning_rate"] == first[1]["training/learning_rate"] == 5e-5
     # every scored model carries its level's cost; the report draws and tabulates the front
     scores = json.loads((cost_run / "test_scores.json").read_text())
     assert all(LATENCY_MS in s["cost"] for s in scores)
@@ -167,7 +183,12 @@ def test_a_warm_start_on_the_same_problem_gives_the_searcher_its_trials_without_
     assert stage["warm_start"]["same_problem"] and stage["warm_start"]["evaluated"] == len(earlier)
     study = _study(tmp_path / "warm")
     told = [t for t in study.trials if "tune_trial_id" not in t.user_attrs]  # added, never run
-    assert sorted(tuple(t.values) for t in told) == sorted(tuple(t.values) for t in earlier)
+    # their Pearson as it was; their cost as measured here (this search's own levels)
+    assert sorted(t.values[0] for t in told) == sorted(t.values[0] for t in earlier)
+    costs = json.loads((tmp_path / "warm" / "serving_cost.json").read_text())
+    for t in told:
+        level = costs[f"bi layers={t.params['model/num_hidden_layers']} max_length=64"]
+        assert t.values[1] == pytest.approx(level[LATENCY_MS])
     # what ran here: its own trials only (the recipe again, as this search's control, and new ones)
     ran = [t for t in study.trials if "tune_trial_id" in t.user_attrs]
     assert len(ran) == 2

@@ -139,6 +139,21 @@ def measure(model_section: dict[str, Any], pairs: Sequence[tuple[str, str]], rep
     )
 
 
+def probe_pairs(split: Any, n: int = 256) -> list[tuple[str, str]]:
+    """The sentence pairs the cost is measured on: the first ``n`` of a split no model trains on."""
+    return list(zip(split["sentence1"], split["sentence2"]))[:n]
+
+
+def full_depth(model: dict[str, Any]) -> dict[str, Any]:
+    """``model`` with its depth spelled out (``None``: the encoder's own, read from its config),
+    so the whole model and the same depth searched are one cost level."""
+    if model.get("num_hidden_layers") is not None:
+        return model
+    from tuning.model import encoder_depth
+
+    return {**model, "num_hidden_layers": encoder_depth(str(model.get("name_or_path")))}
+
+
 def read_costs(experiment_dir: str | Path) -> dict[str, Cost]:
     """The experiment's measured levels (empty when none were measured)."""
     path = Path(experiment_dir, COST_FILE)

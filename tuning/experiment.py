@@ -515,12 +515,13 @@ class Experiment:
         scores = score_winners(record, splits, metric, exp.search.top_k, recipe, predictions)
         cost = next((s.cost for s in record.stages if s.cost), None)
         if cost:
-            from tuning.cost import measure_levels
+            from tuning.cost import full_depth, measure_levels, probe_pairs
 
             # The untuned model's level too (the experiment's fixed model), for the report's front.
-            val = splits["validation"]
-            pairs = list(zip(val["sentence1"], val["sentence2"]))[:256]
-            measure_levels(exp_dir, [asdict(exp.model)], pairs, log=lambda m: log.info("%s", m))
+            untuned = [full_depth(asdict(exp.model))]
+            measure_levels(
+                exp_dir, untuned, probe_pairs(splits["validation"]), log=lambda m: log.info("%s", m)
+            )
             log.info("scoring the front of validation %s against %s on %s", metric, cost, tests)
             scores += score_front(record, splits, metric, cost, scores, predictions)
         store.write_scores(exp_dir, scores)

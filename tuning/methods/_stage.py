@@ -73,17 +73,36 @@ def recipe_point(base: dict[str, Any], searched: dict[str, Any]) -> dict[str, An
     return point
 
 
+def recipe_at_levels(start: dict[str, Any] | None, levels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The recipe at every other cost level (depth, max length) the space reaches: with a cost
+    objective each level starts from a known-good configuration, so the front has a point at
+    every level however TPE samples the rest."""
+    if not start:
+        return []
+    from tuning.cost import COST_KEYS
+
+    out = []
+    for level in levels:
+        point = dict(start)
+        point.update({f"model/{k}": level[k] for k in COST_KEYS if f"model/{k}" in start})
+        if point != start and point not in out:
+            out.append(point)
+    return out
+
+
 def optuna_searcher(
     exp: ExperimentConfig,
     stage: str,
     start: dict[str, Any] | None = None,
     warm: WarmPoints | None = None,
+    also: list[dict[str, Any]] | None = None,
 ) -> Any:
     """Optuna's TPE or random sampler, seeded, as a Tune searcher; its study, named ``stage``, is
     kept in ``<experiment>/optuna.journal`` (``optuna-dashboard`` reads it, ``--resume`` goes on in it).
 
     With ``search.cost`` the study has two objectives, the metric and the cost (Optuna's TPE is
-    multi-objective then). ``warm``: an earlier study's points (``tuning.methods._warm``)."""
+    multi-objective then). ``warm``: an earlier study's points (``tuning.methods._warm``);
+    ``also``: points run after the recipe (:func:`recipe_at_levels`)."""
     import optuna
     from ray.tune.search import ConcurrencyLimiter
 
@@ -96,8 +115,9 @@ def optuna_searcher(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study_file = Path(exp.experiment_dir, store.STUDY_FILE).resolve()
     objectives = objectives_of(exp)
-    carried = [p for p in (warm.points if warm else []) if p != start]  # the recipe runs once
-    points = carried + ([start] if start else [])
+    mine = ([start] if start else []) + list(also or [])
+    carried = [p for p in (warm.points if warm else []) if p not in mine]  # each point runs once
+    points = carried + mine
     rewards = None
     if warm and warm.rewards:  # evaluated points: the recipe (not evaluated) is enqueued after them
         points, rewards = warm.points, warm.rewards
@@ -109,7 +129,7 @@ def optuna_searcher(
         metric=[m for m, _ in objectives] if len(objectives) > 1 else None,
         mode=[d for _, d in objectives] if len(objectives) > 1 else None,
         evaluated_rewards=rewards,
-        then_enqueue=[start] if start and rewards else None,
+        then_enqueue=mine if rewards else None,
     )
     # Without a limiter Tune keeps one trial pending at a time for a searcher, so trials start one
     # after another. Allowing as many as fit now keeps every slot busy while TPE still suggests
@@ -583,8 +603,9 @@ def run_stage(
     stage_dir = Path(exp.experiment_dir, stage).resolve()
     previous = store.read_stage(stage_dir)
     groups: list[str] = []
+    levels: list[dict[str, Any]] = []
     if exp.search.cost:
-        groups = cost_objective(exp, stage, fixed, searched, param_space, data)
+        groups, levels = cost_objective(exp, stage, fixed, searched, param_space, data)
     start, warm, carried = None, None, None
     if searcher == "auto":
         sampled = any(isinstance(v, Domain) for v in searched.values())
@@ -592,7 +613,7 @@ def run_stage(
             start = recipe_point(fixed, searched) if exp.search.start_from_recipe else None
             if exp.search.warm_start and not previous:
                 warm, carried = warm_start(exp, stage, searched, param_space, fixed)
-            searcher = optuna_searcher(exp, stage, start, warm)
+            searcher = optuna_searcher(exp, stage, start, warm, recipe_at_levels(start, levels))
         else:
             searcher = None
     sched = scheduler or exp.search.scheduler
@@ -679,9 +700,10 @@ def cost_objective(
     searched: dict[str, Any],
     param_space: dict[str, Any],
     data: Any,
-) -> list[str]:
+) -> tuple[list[str], list[dict[str, Any]]]:
     """Measure every cost level the stage can reach (``tuning.cost``), put the figures into the
-    trials' config, and return the ``section/key`` settings that make a level (ASHA's groups)."""
+    trials' config; return the ``section/key`` settings that make a level (ASHA's groups) and
+    the levels (model sections)."""
     from tuning.cost import (
         COST_KEYS,
         SERVING_COST,
@@ -690,19 +712,21 @@ def cost_objective(
         cost_table,
         level_key,
         measure_levels,
+        probe_pairs,
     )
 
     try:
         levels = cost_levels(fixed["model"], searched)
     except CostSpaceError as err:
         raise ConfigError(f"{exp.source_file}: {err}") from None
-    validation = data["validation"]
-    pairs = list(zip(validation["sentence1"], validation["sentence2"]))[:256]
     costs = measure_levels(
-        exp.experiment_dir, levels, pairs, log=lambda m: print(f"[{stage}] {m}", flush=True)
+        exp.experiment_dir,
+        levels,
+        probe_pairs(data["validation"]),
+        log=lambda m: print(f"[{stage}] {m}", flush=True),
     )
     param_space[SERVING_COST] = cost_table({level_key(lv): costs[level_key(lv)] for lv in levels})
-    return [f"model/{k}" for k in COST_KEYS if k in searched]
+    return [f"model/{k}" for k in COST_KEYS if k in searched], levels
 
 
 def warm_start(
