@@ -112,9 +112,9 @@ def cost_section(exp: ExperimentRecord, figures: dict[str, str]) -> list[str]:
             + ["", "the pretrained model, not fine-tuned"]
         )  # fmt: skip
     out += [
-        f"The scored models (the top {exp.meta.settings.search.top_k}, the recipe's trial and the trials on "
-        f"the front of validation {metric} against `{cost}`), cheapest first; held-out splits took no part "
-        "in choosing or stopping trials:",
+        f"The scored models (the top {exp.meta.settings.search.top_k}, the recipe's trial, the trials on "
+        f"the front of validation {metric} against `{cost}` and the best of each cost level), cheapest "
+        "first; held-out splits took no part in choosing or stopping trials:",
         "",
         table(header, body),
         "",

@@ -121,8 +121,9 @@ def score_front(
     scored: list[TestScore],
     predictions: dict[tuple[str, str], dict[str, np.ndarray]] | None = None,
 ) -> list[TestScore]:
-    """The trials on the validation front of ``metric`` against ``cost`` that ``scored`` lacks,
-    scored on the test splits (role ``front``)."""
+    """The trials on the validation front of ``metric`` against ``cost``, and the best trial of
+    each cost level (on the front or not: what each depth reached), that ``scored`` lacks,
+    scored on the test splits (role ``front``), cheapest first."""
     from tuning.cost import front, trial_cost
 
     done = {(s.stage, s.trial_id) for s in scored}
@@ -132,8 +133,16 @@ def score_front(
         value = trial_cost(best, cost) if best else None
         if best is not None and value is not None and trial.checkpoint(metric):
             rows.append((trial, (float(best[metric]), value)))
+    picked = set(front([p for _, p in rows], MODES[metric], cost))
+    sign = 1.0 if MODES[metric] == "max" else -1.0
+    level_best: dict[float, int] = {}  # a level's measured cost identifies it
+    for i, (_, (value, level)) in enumerate(rows):
+        j = level_best.get(level)
+        if j is None or sign * value > sign * rows[j][1][0]:
+            level_best[level] = i
+    picked |= set(level_best.values())
     out = []
-    for i in front([p for _, p in rows], MODES[metric], cost):
+    for i in sorted(picked, key=lambda i: rows[i][1][1]):
         trial = rows[i][0]
         if (trial.stage, trial.trial_id) not in done:
             extra = score_trial(trial, splits, metric, role="front", predictions=predictions)
