@@ -1,7 +1,7 @@
 """A search warm-started from a cheaper one against the same search cold: time to the cold best.
 
-    python -m benchmarks warm_start --run                  # the CPU profile's search (12 layers), ~40 min
-    python -m benchmarks warm_start --run --cheap-layers 4 --budget 10m --cheap-budget 5m
+    python -m benchmarks warm_start --run                  # the CPU profile's search (12 layers), ~30 min
+    python -m benchmarks warm_start --run --cheap-layers 4 --budget 8m --cheap-budget 4m
     python -m benchmarks warm_start COLD WARM [CHEAP]      # finished experiment folders
     python -m benchmarks warm_start --quick                # smoke searches (checks the script)
 
@@ -34,7 +34,7 @@ NAME = "warm_start"
 def search(storage: Path, name: str, budget: str, extra: list[str], smoke: bool) -> Path:
     """One search of the CPU profile's Optuna file, its output in ``<storage>/<name>.log``."""
     command = [sys.executable, str(REPO / "run_search.py"), "--method", "optuna", "--profile", "cpu"]
-    command += ["--storage", str(storage), "--name", name, "--time-budget", budget, *extra]
+    command += ["--storage", str(storage), "--name", name, "--time-budget", budget, "--top-k", "1", *extra]
     if smoke:
         command += ["--smoke-test", "--num-samples", "3"]
     log = storage / f"{name}.log"
@@ -80,10 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("folders", nargs="*", help="COLD WARM [CHEAP]: finished experiment folders")
     p.add_argument("--run", action="store_true", help="run the three searches first")
     p.add_argument("--quick", action="store_true", help="run smoke searches first and read them")
-    p.add_argument(
-        "--budget", default="10m", help="time budget of the cold and the warm search (default 10m)"
-    )
-    p.add_argument("--cheap-budget", default="5m", help="time budget of the cheap search (default 5m)")
+    p.add_argument("--budget", default="8m", help="time budget of the cold and the warm search (default 8m)")
+    p.add_argument("--cheap-budget", default="4m", help="time budget of the cheap search (default 4m)")
     p.add_argument(
         "--cheap-layers", type=int, default=4, help="encoder layers of the cheap search (default 4)"
     )
@@ -127,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         target = max((v for _, v, _ in lines["cold"]), key=lambda v: sign * v)
         reached = {k: first_reaching(v, target, sign) for k, v in lines.items()}
         cold_at = reached["cold"][0] if reached["cold"] else float("nan")
-        cheap_s = records["cheap"].meta.wall_time_s if "cheap" in records else None
+        cheap_meta = records["cheap"].meta if "cheap" in records else None
+        cheap_s = (cheap_meta.search_wall_time_s or cheap_meta.wall_time_s) if cheap_meta else None
         rows = []
         for k in ("cheap", "cold", "warm"):
             if k not in records:
