@@ -34,7 +34,7 @@ NAME = "warm_start"
 def search(storage: Path, name: str, budget: str, extra: list[str], smoke: bool) -> Path:
     """One search of the CPU profile's Optuna file, its output in ``<storage>/<name>.log``."""
     command = [sys.executable, str(REPO / "run_search.py"), "--method", "optuna", "--profile", "cpu"]
-    command += ["--storage", str(storage), "--name", name, "--time-budget", budget, "--top-k", "1", *extra]
+    command += ["--storage", str(storage), "--name", name, "--time-budget", budget, *extra]
     if smoke:
         command += ["--smoke-test", "--num-samples", "3"]
     log = storage / f"{name}.log"

@@ -55,10 +55,17 @@ def differences(
             if key in searched or (section, key) in IGNORED:
                 continue
             if before.get(key) != value:
-                out.append(f"{section}.{key}: {before.get(key)!r} -> {value!r}")
+                out.append(f"{section}.{key}: {_shown(key, before.get(key))} -> {_shown(key, value)}")
     if old.search.metric != new.search.metric:
         out.append(f"search.metric: {old.search.metric} -> {new.search.metric}")
     return out
+
+
+def _shown(key: str, value: Any) -> str:
+    """A setting's value as the message shows it (``None`` depth: the whole encoder)."""
+    if key == "num_hidden_layers" and value is None:
+        return "all layers"
+    return repr(value)
 
 
 def inside(point: dict[str, Any], space: dict[str, Any]) -> bool:
