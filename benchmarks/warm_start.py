@@ -17,7 +17,6 @@ issue 26: the warm search reaches it in at most half the cold search's time.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -26,24 +25,17 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: python benchmarks/warm_start.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import REPO, BenchmarkError, benchmark_parser, header, markdown_table
+from benchmarks import REPO, BenchmarkError, benchmark_parser, header, markdown_table, run_search
 
 NAME = "warm_start"
 
 
 def search(storage: Path, name: str, budget: str, extra: list[str], smoke: bool) -> Path:
-    """One search of the CPU profile's Optuna file, its output in ``<storage>/<name>.log``."""
-    command = [sys.executable, str(REPO / "run_search.py"), "--method", "optuna", "--profile", "cpu"]
-    command += ["--storage", str(storage), "--name", name, "--time-budget", budget, *extra]
-    if smoke:
-        command += ["--smoke-test", "--num-samples", "3"]
-    log = storage / f"{name}.log"
-    with open(log, "w", encoding="utf-8") as out:
-        done = subprocess.run(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, timeout=4 * 3600)
-    if done.returncode:
-        tail = log.read_text(encoding="utf-8")[-3000:]
-        raise BenchmarkError(f"search {name} failed (exit {done.returncode}); log {log}:\n{tail}")
-    return storage / name
+    """One search of the CPU profile's Optuna file (``benchmarks.run_search``: a child process,
+    its output in ``<storage>/<name>.log``)."""
+    flags = ("--time-budget", budget, *extra, *(("--smoke-test", "--num-samples", "3") if smoke else ()))
+    profile = {"base": str(REPO / "search_spaces" / "cpu" / "optuna.yaml")}
+    return run_search(profile, "optuna", storage, name, flags, timeout=4 * 3600).path
 
 
 def timeline(record: Any, metric: str) -> list[tuple[float, float, str]]:

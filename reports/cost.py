@@ -38,10 +38,17 @@ def _depth(score: TestScore) -> Any:
 
 def untuned_cost(exp: ExperimentRecord) -> dict[str, float] | None:
     """The untuned model's measured cost (its level, the experiment's fixed model), if measured."""
-    model = dict(vars(exp.meta.settings.model))
-    costs = read_costs(exp.path)
-    level = costs.get(level_key(model)) or costs.get(level_key(full_depth(model)))
+    level = read_costs(exp.path).get(level_key(full_depth(dict(vars(exp.meta.settings.model)))))
     return {LATENCY_MS: level.latency_ms, PAIRS_PER_S: level.pairs_per_s} if level else None
+
+
+def marks(exp: ExperimentRecord) -> tuple[str | None, str | None]:
+    """``stage/trial`` of the recipe's trial and of the exported model (what ``--select`` chose,
+    else the winner), for the table's notes and the figure's markers."""
+    control, selection = exp.meta.control, exp.meta.selection
+    recipe = control.recipe if control else None
+    exported = selection.chosen if selection else (control.winner if control else None)
+    return recipe, exported
 
 
 def cost_section(exp: ExperimentRecord, figures: dict[str, str]) -> list[str]:
@@ -56,7 +63,7 @@ def cost_section(exp: ExperimentRecord, figures: dict[str, str]) -> list[str]:
     if costs:
         any_cost = next(iter(costs.values()))
         out += [
-            f"Measured on this machine before the search with the project's scorer (fp32, {any_cost.threads} "
+            f"Measured before the search, on the machine it ran on, with the project's scorer (fp32, {any_cost.threads} "
             f"threads): the median latency of one pair, and pairs/s scored 32 at a time, per cost level "
             f"(`serving_cost.json`). The search optimised validation {metric} and `{cost}` together.",
             "",
@@ -82,12 +89,7 @@ def cost_section(exp: ExperimentRecord, figures: dict[str, str]) -> list[str]:
         (points[i].stage, points[i].trial_id)
         for i in front([(p.validation.get(metric, float("nan")), p.cost[cost]) for p in points], "max", cost)
     }
-    recipe = exp.meta.control.recipe if exp.meta.control else None
-    exported = (
-        exp.meta.selection.chosen
-        if exp.meta.selection
-        else (exp.meta.control.winner if exp.meta.control else None)
-    )
+    recipe, exported = marks(exp)
     header = ["model", "layers", "max_length", "latency (ms)", "pairs/s", f"validation {metric}"]
     header += [f"{s} pearson" for s in split_names] + ["on the validation front", "note"]
     body = []
@@ -169,12 +171,7 @@ def cost_chart(exp: ExperimentRecord, folder: str | Path) -> str | None:
     ax.plot(fx, fy, color="tab:red", linewidth=1, marker="o", label="front (held-out)")
     for p, x, y in zip(points, xs, ys):
         ax.annotate(f"{_depth(p)}L", (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
-    recipe = exp.meta.control.recipe if exp.meta.control else None
-    exported = (
-        exp.meta.selection.chosen
-        if exp.meta.selection
-        else (exp.meta.control.winner if exp.meta.control else None)
-    )
+    recipe, exported = marks(exp)
     for p, x, y in zip(points, xs, ys):
         name = f"{p.stage}/{p.trial_id}"
         if name == recipe:

@@ -517,7 +517,8 @@ class Experiment:
         if cost:
             from tuning.cost import full_depth, measure_levels, probe_pairs
 
-            # The untuned model's level too (the experiment's fixed model), for the report's front.
+            # The untuned model's level (the experiment's fixed model) for the report's front: a
+            # level the search measured already (its depth) is read, not measured again.
             untuned = [full_depth(asdict(exp.model))]
             measure_levels(
                 exp_dir, untuned, probe_pairs(splits["validation"]), log=lambda m: log.info("%s", m)

@@ -20,6 +20,7 @@ import json
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
@@ -155,8 +156,10 @@ def build_tiny_tokenizer(texts: Sequence[str], max_length: int = 128) -> PreTrai
     )
 
 
+@cache
 def encoder_depth(name_or_path: str) -> int | None:
-    """The number of layers of a model's encoder (its ``config.json``); None if unreadable."""
+    """The number of layers of a model's encoder (its ``config.json``, read once a process);
+    None if unreadable."""
     if name_or_path == TINY:
         return tiny_config(1).num_hidden_layers
     try:

@@ -304,3 +304,15 @@ def combination_problems(exp: Any) -> list[str]:
             f"freeze at most {layers}."
         )
     return problems
+
+
+def in_domain(value: Any, domain: Any) -> bool:
+    """Whether ``value`` is one a Ray Tune domain can take: a listed category, or a number in a
+    range (both ends included); anything else (a grid, a fixed value) holds nothing."""
+    from ray.tune.search.sample import Categorical, Float, Integer
+
+    if isinstance(domain, Categorical):
+        return value in domain.categories
+    if isinstance(domain, (Float, Integer)):
+        return isinstance(value, (int, float)) and domain.lower <= value <= domain.upper
+    return False

@@ -38,7 +38,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from tuning.cost import SERVING_COST, level_key
+from tuning.cost import SERVING_COST, full_depth, level_key
 from tuning.hardware import trial_precision
 from tuning.losses import EMBEDDING_LOSSES, SCALE_FREE_LOSSES, make_loss
 from tuning.metrics import compute_all
@@ -674,7 +674,8 @@ def train_trial(config: dict[str, Any], data: DatasetDict | None = None) -> None
 
     # With a cost objective the driver measured every cost level (tuning.cost): each result
     # carries this trial's, so Optuna sees both objectives and the report draws the front.
-    cost = (config.get(SERVING_COST) or {}).get(level_key(config.get("model") or {}), {})
+    table = config.get(SERVING_COST) or {}
+    cost = table.get(level_key(full_depth(config.get("model") or {})), {}) if table else {}
 
     def report(metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
         checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None

@@ -29,7 +29,7 @@ from tuning.methods._warm import WarmPoints
 from tuning.metrics import MODES
 from tuning.ranking import ranked
 from tuning.settings import ConfigError, ExperimentConfig
-from tuning.spaces import grid_size, has_grid, to_tune
+from tuning.spaces import grid_size, has_grid, in_domain, to_tune
 from tuning.store import AshaBudget, StageRecord, StageStatus, TrialEnd, Winner
 from tuning.trial_config import section_of, trial_config, trial_value, with_values
 
@@ -52,8 +52,6 @@ def trial_data(splits: Any) -> Any:
 def recipe_point(base: dict[str, Any], searched: dict[str, Any]) -> dict[str, Any] | None:
     """The fixed config's value of every searched hyperparameter, if each lies in its domain,
     keyed as Ray's Optuna searcher names parameters (``training/learning_rate``)."""
-    from ray.tune.search.sample import Categorical, Float, Integer
-
     point = {}
     for key, domain in searched.items():
         value = trial_value(base, key)
@@ -61,13 +59,7 @@ def recipe_point(base: dict[str, Any], searched: dict[str, Any]) -> dict[str, An
             from tuning.model import encoder_depth
 
             value = encoder_depth(str(trial_value(base, "name_or_path")))
-        if isinstance(domain, Categorical):
-            inside = value in domain.categories
-        elif isinstance(domain, (Float, Integer)):
-            inside = isinstance(value, (int, float)) and domain.lower <= value <= domain.upper
-        else:
-            inside = False
-        if not inside:
+        if not in_domain(value, domain):
             return None
         point[f"{section_of(key)}/{key}"] = value  # as Ray's Optuna searcher names it (flattened)
     return point
@@ -710,13 +702,16 @@ def cost_objective(
         CostSpaceError,
         cost_levels,
         cost_table,
+        full_depth,
         level_key,
         measure_levels,
         probe_pairs,
     )
 
     try:
-        levels = cost_levels(fixed["model"], searched)
+        # A level names its depth (None: the encoder's own): the whole model and the same depth
+        # searched are one level, measured once, and the trial and the report find it by that name.
+        levels = [full_depth(level) for level in cost_levels(fixed["model"], searched)]
     except CostSpaceError as err:
         raise ConfigError(f"{exp.source_file}: {err}") from None
     costs = measure_levels(

@@ -24,6 +24,7 @@ from typing import Any
 from tuning import store
 from tuning.metrics import MODES
 from tuning.settings import ConfigError, ExperimentConfig
+from tuning.spaces import in_domain
 from tuning.store import WarmStart
 from tuning.trial_config import section_of
 
@@ -31,7 +32,9 @@ IGNORED = {
     ("training", "eval_every_pairs"),  # when a trial reports, not what it learns
     ("training", "logging_steps"),
     ("training", "eval_batch_size"),
-    ("training", "precision"),  # fp32 and bf16 train to the same place, within noise
+    # bf16 autocast and fp32 reached the same validation Pearson to 0.0002 on the CPU profile
+    # (docs/benchmarks.md, cpu_levers): precision follows the machine, not the problem
+    ("training", "precision"),
 }
 
 
@@ -70,19 +73,7 @@ def _shown(key: str, value: Any) -> str:
 
 def inside(point: dict[str, Any], space: dict[str, Any]) -> bool:
     """Whether every value of ``point`` lies in its domain of ``space`` (flat names)."""
-    from ray.tune.search.sample import Categorical, Float, Integer
-
-    for name, domain in space.items():
-        value = point.get(name)
-        if isinstance(domain, Categorical):
-            ok = value in domain.categories
-        elif isinstance(domain, (Float, Integer)):
-            ok = isinstance(value, (int, float)) and domain.lower <= value <= domain.upper
-        else:
-            ok = value is not None
-        if not ok:
-            return False
-    return True
+    return all(in_domain(point.get(name), domain) for name, domain in space.items())
 
 
 def warm_points(
@@ -104,7 +95,7 @@ def warm_points(
     Raises:
         ConfigError: the folder is not a finished experiment, or holds no usable trial.
     """
-    from tuning.cost import level_key
+    from tuning.cost import full_depth, level_key
 
     source = str(exp.search.warm_start)
     folder = Path(source)
@@ -156,7 +147,7 @@ def warm_points(
         value = float(trial.reports[-1].get(metric, best[metric]))
         if costs is not None:
             model = {**fixed_model, **(config.get("model") or {})}
-            level = costs.get(level_key(model))
+            level = costs.get(level_key(full_depth(model)))
             if level is None:
                 continue
             rewards.append([value, level[exp.search.cost or ""]])
